@@ -1,0 +1,166 @@
+package sketch
+
+import (
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
+
+// Bloom is the fixed-memory dedup window: K+1 rotating generations of
+// bits-and-blooms/bloom/v3 filters per shard. See the package doc for its
+// window and false-positive guarantee. It is safe for concurrent use.
+type Bloom struct {
+	opts   Options
+	clock  clock
+	m, k   uint // bits and hash positions of every filter, all alike
+	shift  uint // shard = Key.Hi >> shift
+	shards []bloomShard
+}
+
+type bloomShard struct {
+	mu    sync.Mutex // guards ring and the bits of gens
+	ring  ring
+	gens  []*bloom.BloomFilter
+	words [][]uint64 // gens[i].BitSet().Words(), cached for the probe loop
+	_     [64]byte   // keeps neighbouring shards' locks off one cache line
+}
+
+// NewBloom sizes and allocates every filter up front; memory then stays
+// constant.
+func NewBloom(o Options) (*Bloom, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	gens := o.Slices + 1
+	perSlice := (o.Capacity + o.Slices - 1) / o.Slices
+	nShards := shardCount(perSlice)
+	perShard := (perSlice + nShards - 1) / nShards
+	m, k := filterSize(perShard, sliceRate(o.FalsePositiveRate, gens))
+	b := &Bloom{
+		opts:   o,
+		clock:  clock{slice: int64(o.TTL / time.Duration(o.Slices))},
+		m:      m,
+		k:      k,
+		shift:  uint(64 - bits.TrailingZeros(uint(nShards))),
+		shards: make([]bloomShard, nShards),
+	}
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.ring = newRing(gens)
+		s.gens = make([]*bloom.BloomFilter, gens)
+		s.words = make([][]uint64, gens)
+		for g := range s.gens {
+			s.gens[g] = bloom.New(m, k)
+			s.words[g] = s.gens[g].BitSet().Words()
+		}
+	}
+	return b, nil
+}
+
+// TestAndAdd implements Deduper. If it returns true, the pair might be a
+// false positive; if false, the pair was definitely not counted within the
+// TTL, and now it is.
+func (b *Bloom) TestAndAdd(key Key, now time.Time) bool {
+	var buf [maxK]uint64
+	pos := b.positions(key, buf[:b.k])
+	s := b.shard(key)
+	e := b.clock.epoch(now)
+	s.mu.Lock()
+	s.advanceLocked(e)
+	if s.hasLocked(pos) {
+		s.mu.Unlock()
+		return true
+	}
+	w := s.words[s.ring.head]
+	for _, p := range pos {
+		w[p>>6] |= 1 << (p & 63)
+	}
+	s.mu.Unlock()
+	return false
+}
+
+// Test implements Deduper, with TestAndAdd's meaning of true and false.
+func (b *Bloom) Test(key Key, now time.Time) bool {
+	var buf [maxK]uint64
+	pos := b.positions(key, buf[:b.k])
+	s := b.shard(key)
+	e := b.clock.epoch(now)
+	s.mu.Lock()
+	s.advanceLocked(e)
+	seen := s.hasLocked(pos)
+	s.mu.Unlock()
+	return seen
+}
+
+// Advance implements Deduper.
+func (b *Bloom) Advance(now time.Time) {
+	e := b.clock.epoch(now)
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		s.advanceLocked(e)
+		s.mu.Unlock()
+	}
+}
+
+// Bytes implements Deduper: the bits of every filter, fixed at construction.
+func (b *Bloom) Bytes() int {
+	return len(b.shards) * (b.opts.Slices + 1) * int(b.m/8)
+}
+
+// Shards, Generations, FilterBits and HashCount describe the layout chosen
+// for the Options: Shards × Generations filters of FilterBits bits probed at
+// HashCount positions each.
+func (b *Bloom) Shards() int      { return len(b.shards) }
+func (b *Bloom) Generations() int { return b.opts.Slices + 1 }
+func (b *Bloom) FilterBits() uint { return b.m }
+func (b *Bloom) HashCount() uint  { return b.k }
+
+func (b *Bloom) shard(key Key) *bloomShard {
+	if b.shift == 64 {
+		return &b.shards[0]
+	}
+	return &b.shards[key.Hi>>b.shift]
+}
+
+// positions fills pos with the key's bit positions, computed once and
+// probed in every generation: all filters share m and k. It uses enhanced
+// double hashing (Kirsch–Mitzenmacher) over the two halves of the key, and
+// maps each 64-bit value to [0, m) by multiply-shift instead of a division.
+func (b *Bloom) positions(key Key, pos []uint64) []uint64 {
+	h1, h2 := key.Lo, key.Hi|1
+	for i := range pos {
+		hi, _ := bits.Mul64(h1, uint64(b.m))
+		pos[i] = hi
+		h1 += h2
+		h2 += uint64(i) + 1
+	}
+	return pos
+}
+
+func (s *bloomShard) advanceLocked(e int64) {
+	for n := s.ring.advance(e); n > 0; n-- {
+		s.gens[s.ring.next()].ClearAll()
+	}
+}
+
+func (s *bloomShard) hasLocked(pos []uint64) bool {
+	for _, w := range s.words {
+		if hasAll(w, pos) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAll(w []uint64, pos []uint64) bool {
+	for _, p := range pos {
+		if w[p>>6]&(1<<(p&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,108 @@
+package sketch
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// Key identifies one (campaign, user) pair by its 128-bit MurmurHash3
+// (x64_128, seed 0), the hash bits-and-blooms/bloom/v3 uses. Both dedup
+// modes store and probe keys, never the raw strings, so a key can be logged
+// and replayed without the ids.
+type Key struct {
+	Lo, Hi uint64
+}
+
+// maxStackKey bounds the pair encoding hashed without a heap allocation;
+// longer pairs still hash correctly, through a heap buffer.
+const maxStackKey = 512
+
+// KeyOf returns the key of the pair (campaign, user). The two ids are joined
+// with a length prefix, so ("ab", "c") and ("a", "bc") differ. It does not
+// allocate while the two ids together stay under 510 bytes.
+func KeyOf(campaign, user []byte) Key { return keyOf(campaign, user) }
+
+// KeyOfString is KeyOf for string ids.
+func KeyOfString(campaign, user string) Key { return keyOf(campaign, user) }
+
+func keyOf[T string | []byte](campaign, user T) Key {
+	n := 2 + len(campaign) + len(user)
+	var stack [maxStackKey]byte
+	buf := stack[:0]
+	if n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(campaign)))
+	buf = append(buf, campaign...)
+	buf = append(buf, user...)
+	lo, hi := murmur128(buf)
+	return Key{Lo: lo, Hi: hi}
+}
+
+const (
+	murC1 = 0x87c37b91114253d5
+	murC2 = 0x4cf5ad432745937f
+)
+
+// murmur128 is MurmurHash3_x64_128 with seed 0.
+func murmur128(data []byte) (h1, h2 uint64) {
+	n := len(data)
+	for len(data) >= 16 {
+		k1 := binary.LittleEndian.Uint64(data)
+		k2 := binary.LittleEndian.Uint64(data[8:])
+		data = data[16:]
+
+		k1 *= murC1
+		k1 = bits.RotateLeft64(k1, 31)
+		k1 *= murC2
+		h1 ^= k1
+		h1 = bits.RotateLeft64(h1, 27)
+		h1 += h2
+		h1 = h1*5 + 0x52dce729
+
+		k2 *= murC2
+		k2 = bits.RotateLeft64(k2, 33)
+		k2 *= murC1
+		h2 ^= k2
+		h2 = bits.RotateLeft64(h2, 31)
+		h2 += h1
+		h2 = h2*5 + 0x38495ab5
+	}
+	var k1, k2 uint64
+	for i := len(data) - 1; i >= 8; i-- {
+		k2 = k2<<8 | uint64(data[i])
+	}
+	if len(data) > 8 {
+		k2 *= murC2
+		k2 = bits.RotateLeft64(k2, 33)
+		k2 *= murC1
+		h2 ^= k2
+	}
+	for i := min(len(data), 8) - 1; i >= 0; i-- {
+		k1 = k1<<8 | uint64(data[i])
+	}
+	if len(data) > 0 {
+		k1 *= murC1
+		k1 = bits.RotateLeft64(k1, 31)
+		k1 *= murC2
+		h1 ^= k1
+	}
+	h1 ^= uint64(n)
+	h2 ^= uint64(n)
+	h1 += h2
+	h2 += h1
+	h1 = fmix64(h1)
+	h2 = fmix64(h2)
+	h1 += h2
+	h2 += h1
+	return h1, h2
+}
+
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
+}

@@ -1,0 +1,284 @@
+package sketch
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
+
+// t0 is an arbitrary arrival time; tests move a fake clock from it.
+var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+
+func newDeduper(t testing.TB, mode string, o Options) Deduper {
+	t.Helper()
+	d, err := New(mode, o)
+	if err != nil {
+		t.Fatalf("New(%q, %+v): %v", mode, o, err)
+	}
+	return d
+}
+
+func key(i int) Key { return KeyOfString("campaign", fmt.Sprintf("user-%d", i)) }
+
+func TestKeyIsBloomMurmur3(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 300; n++ {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		lo, _ := murmur128(b)
+		// bloom/v3's first location is the low half of murmur3-128(data).
+		if want := bloom.Locations(b, 1)[0]; lo != want {
+			t.Fatalf("murmur128 of %d bytes: got %#x, want %#x", n, lo, want)
+		}
+	}
+}
+
+func TestKeyOf(t *testing.T) {
+	if KeyOf([]byte("ab"), []byte("c")) == KeyOf([]byte("a"), []byte("bc")) {
+		t.Fatal("(ab, c) and (a, bc) must have different keys")
+	}
+	if got, want := KeyOf([]byte("c1"), []byte("u1")), KeyOfString("c1", "u1"); got != want {
+		t.Fatalf("KeyOf and KeyOfString differ: %v vs %v", got, want)
+	}
+	long := make([]byte, 2*maxStackKey)
+	if KeyOf([]byte("c"), long) == KeyOf([]byte("c"), long[:len(long)-1]) {
+		t.Fatal("long keys must hash their whole input")
+	}
+}
+
+func TestKeyOfDoesNotAllocate(t *testing.T) {
+	c, u := []byte("campaign-1"), []byte("user-123456789")
+	if n := testing.AllocsPerRun(100, func() { KeyOf(c, u) }); n != 0 {
+		t.Fatalf("KeyOf allocates %v times per call, want 0", n)
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"negative slices", Options{Slices: -1}},
+		{"too many slices", Options{Slices: maxSlices + 1}},
+		{"slice shorter than 1ms", Options{TTL: 5 * time.Millisecond, Slices: 6}},
+		{"negative ttl", Options{TTL: -time.Hour}},
+		{"negative capacity", Options{Capacity: -5}},
+		{"fp rate 1", Options{FalsePositiveRate: 1}},
+		{"negative fp rate", Options{FalsePositiveRate: -0.1}},
+		{"NaN fp rate", Options{FalsePositiveRate: math.NaN()}},
+	} {
+		for _, mode := range []string{"bloom", "exact"} {
+			if _, err := New(mode, tc.o); !errors.Is(err, ErrInvalidOptions) {
+				t.Errorf("%s/%s: got error %v, want ErrInvalidOptions", tc.name, mode, err)
+			}
+		}
+	}
+	if _, err := New("lru", Options{}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("unknown mode: got %v, want ErrInvalidOptions", err)
+	}
+}
+
+// TestWindowBounds checks the guarantee with a fake clock for pairs counted
+// at the start, middle and end of a slice: a repeat before TTL is a
+// duplicate, a repeat after TTL+TTL/K is counted again.
+func TestWindowBounds(t *testing.T) {
+	const ttl, slices = time.Hour, 6
+	slice := ttl / slices
+	for _, mode := range []string{"bloom", "exact"} {
+		for _, offset := range []time.Duration{0, time.Nanosecond, slice / 2, slice - time.Nanosecond} {
+			t.Run(fmt.Sprintf("%s/offset=%s", mode, offset), func(t *testing.T) {
+				d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: 10000})
+				at := t0.Truncate(slice).Add(offset)
+				k := key(1)
+				if d.TestAndAdd(k, at) {
+					t.Fatal("first sight reported as seen")
+				}
+				for _, dt := range []time.Duration{0, time.Second, ttl / 2, ttl - time.Nanosecond} {
+					if !d.Test(k, at.Add(dt)) {
+						t.Fatalf("repeat %s after counting: not seen, want seen", dt)
+					}
+				}
+				if d.Test(k, at.Add(ttl+slice+time.Nanosecond)) {
+					t.Fatalf("repeat after ttl+ttl/slices: seen, want forgotten")
+				}
+			})
+		}
+	}
+}
+
+// TestFixedWindow checks that repeats do not extend the window.
+func TestFixedWindow(t *testing.T) {
+	const ttl, slices = time.Hour, 4
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run(mode, func(t *testing.T) {
+			d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: 10000})
+			k := key(7)
+			d.TestAndAdd(k, t0)
+			for dt := time.Minute; dt < ttl; dt += time.Minute {
+				if !d.TestAndAdd(k, t0.Add(dt)) {
+					t.Fatalf("repeat %s after counting was counted", dt)
+				}
+			}
+			if d.TestAndAdd(k, t0.Add(ttl+ttl/slices+time.Second)) {
+				t.Fatal("repeats extended the window: pair still blocked after ttl+ttl/slices")
+			}
+		})
+	}
+}
+
+// TestNoFalseNegatives counts many pairs over a TTL and checks every one of
+// them is still blocked just before its TTL ends.
+func TestNoFalseNegatives(t *testing.T) {
+	const n, ttl, slices = 60000, time.Hour, 6
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run(mode, func(t *testing.T) {
+			d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: n})
+			step := ttl / n
+			for i := 0; i < n; i++ {
+				d.TestAndAdd(key(i), t0.Add(time.Duration(i)*step))
+			}
+			// At t0+ttl-1ns every pair is younger than ttl.
+			now := t0.Add(ttl - time.Nanosecond)
+			for i := 0; i < n; i++ {
+				if !d.Test(key(i), now) {
+					t.Fatalf("pair %d counted %s ago is not seen", i, now.Sub(t0.Add(time.Duration(i)*step)))
+				}
+			}
+		})
+	}
+}
+
+// TestFalsePositiveRate fills all K+1 generations with Capacity/K distinct
+// pairs each, the worst case within capacity, then measures the share of
+// 1M fresh pairs taken for repeats.
+func TestFalsePositiveRate(t *testing.T) {
+	const capacity, fresh = 1_000_000, 1_000_000
+	const ttl, slices = time.Hour, 6
+	for _, p := range []float64{0.01, 0.001} {
+		t.Run(fmt.Sprint(p), func(t *testing.T) {
+			b, err := NewBloom(Options{TTL: ttl, Slices: slices, Capacity: capacity, FalsePositiveRate: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			perSlice := capacity / slices
+			var now time.Time
+			id := 0
+			for s := 0; s <= slices; s++ {
+				now = t0.Add(time.Duration(s) * ttl / slices)
+				for i := 0; i < perSlice; i++ {
+					b.TestAndAdd(Key{Lo: rand.Uint64(), Hi: rand.Uint64()}, now)
+					id++
+				}
+			}
+			r := rand.New(rand.NewPCG(uint64(id), 42))
+			hits := 0
+			for i := 0; i < fresh; i++ {
+				if b.Test(KeyOfString("fresh", fmt.Sprint(r.Uint64())), now) {
+					hits++
+				}
+			}
+			got := float64(hits) / fresh
+			t.Logf("target %g: measured %.5f over %d fresh pairs with %d pairs live, %.1f bits/pair", p, got, fresh, id, float64(b.Bytes()*8)/capacity)
+			if got > p {
+				t.Fatalf("false-positive rate %.5f > target %g", got, p)
+			}
+		})
+	}
+}
+
+// TestBloomMemory checks the memory bound of issue-level sizing: within
+// 1.2× of (K+1)/K · N · log2((K+1)/p) / ln 2 bits, and fixed under traffic.
+func TestBloomMemory(t *testing.T) {
+	const n, p, k = 10_000_000, 0.001, 6
+	b, err := NewBloom(Options{Capacity: n, FalsePositiveRate: p, Slices: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := float64(k+1) / k * n * math.Log2((k+1)/p) / math.Ln2 / 8
+	got := float64(b.Bytes())
+	t.Logf("bloom holds %d bytes, %.2f bits/pair; bound %.0f bytes (ratio %.3f)", b.Bytes(), got*8/n, bound, got/bound)
+	if got > 1.2*bound {
+		t.Fatalf("bloom holds %.0f bytes, more than 1.2 × %.0f", got, bound)
+	}
+	before := b.Bytes()
+	for i := 0; i < 100000; i++ {
+		b.TestAndAdd(Key{Lo: uint64(i) * 0x9e3779b97f4a7c15, Hi: uint64(i)}, t0.Add(time.Duration(i)*time.Second))
+	}
+	if b.Bytes() != before {
+		t.Fatalf("bloom memory changed with traffic: %d -> %d", before, b.Bytes())
+	}
+}
+
+func TestExactReleasesExpiredPairs(t *testing.T) {
+	x, err := NewExact(Options{TTL: time.Hour, Slices: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		x.TestAndAdd(key(i), t0)
+	}
+	if got := x.Len(); got != 1000 {
+		t.Fatalf("Len after 1000 pairs: got %d, want 1000", got)
+	}
+	x.Advance(t0.Add(time.Hour))
+	if got := x.Len(); got != 1000 {
+		t.Fatalf("Len one TTL later: got %d, want 1000 (still in window)", got)
+	}
+	x.Advance(t0.Add(time.Hour + 10*time.Minute + time.Second))
+	if got := x.Len(); got != 0 {
+		t.Fatalf("Len after ttl+ttl/slices: got %d, want 0", got)
+	}
+}
+
+// TestConcurrentCountsOnce races many goroutines on the same keys: each key
+// must be reported new exactly once.
+func TestConcurrentCountsOnce(t *testing.T) {
+	const goroutines, keys = 64, 500
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run(mode, func(t *testing.T) {
+			d := newDeduper(t, mode, Options{Capacity: 100000, TTL: time.Hour})
+			var fresh [keys]atomic.Int32
+			var wg sync.WaitGroup
+			for g := 0; g < goroutines; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < keys; i++ {
+						// Cross the slice boundary midway so rotation races too.
+						now := t0.Add(time.Duration(i) * time.Second * 2)
+						if !d.TestAndAdd(key(i), now) {
+							fresh[i].Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for i := range fresh {
+				if got := fresh[i].Load(); got != 1 {
+					t.Fatalf("key %d counted %d times, want 1", i, got)
+				}
+			}
+		})
+	}
+}
+
+func TestTestDoesNotAdd(t *testing.T) {
+	for _, mode := range []string{"bloom", "exact"} {
+		d := newDeduper(t, mode, Options{Capacity: 1000})
+		if d.Test(key(1), t0) {
+			t.Fatalf("%s: unseen key reported seen", mode)
+		}
+		if d.TestAndAdd(key(1), t0) {
+			t.Fatalf("%s: Test recorded the key", mode)
+		}
+	}
+}
