@@ -1,0 +1,143 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/impressiond/impressiond/stats"
+)
+
+const maxNameRunes = 200
+
+// createCampaign serves POST /api/v1/campaigns.
+func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
+	p := s.parsers.Get()
+	defer s.parsers.Put(p)
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		malformedJSON(ctx, err)
+		return
+	}
+	var req createRequest
+	if e := req.decode(v); e != nil {
+		writeError(ctx, e)
+		return
+	}
+	c, e := s.newCampaign(&req)
+	if e != nil {
+		writeError(ctx, e)
+		return
+	}
+	if !s.campaigns.add(c) {
+		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign %q already exists", c.id))
+		return
+	}
+	ctx.Response.Header.Set("Location", "/api/v1/campaigns/"+c.id)
+	writeJSON(ctx, fasthttp.StatusCreated, campaignCreatedJSON{
+		campaignJSON: toJSON(c),
+		Message:      "campaign created",
+	})
+}
+
+// newCampaign validates a creation request. The strings are copied: the
+// request's bytes belong to the parser.
+func (s *Server) newCampaign(r *createRequest) (*campaign, *apiError) {
+	switch {
+	case r.name == nil:
+		return nil, errNameRequired
+	case !utf8.Valid(r.name):
+		return nil, errNameUTF8
+	}
+	if n := utf8.RuneCount(r.name); n < 1 || n > maxNameRunes {
+		return nil, errNameLength
+	}
+	c := &campaign{name: string(r.name)}
+	if r.id != nil {
+		if !validID(r.id) {
+			return nil, errIDInvalid
+		}
+		c.id = string(r.id)
+	} else {
+		c.id = newCampaignID()
+	}
+	if r.startTime != nil {
+		t, ok := parseTime(r.startTime)
+		if !ok {
+			return nil, errStartTimeFormat
+		}
+		c.start = t.UTC()
+	} else {
+		// Whole seconds, so that a client stamping impressions with
+		// second-precision RFC 3339 right after creation is not "before
+		// the start".
+		c.start = s.now().UTC().Truncate(time.Second)
+	}
+	return c, nil
+}
+
+// newCampaignID returns "cmp_" and 20 random hex digits (80 bits).
+func newCampaignID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return "cmp_" + hex.EncodeToString(b[:])
+}
+
+// getCampaign serves GET /api/v1/campaigns/{id}.
+func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
+	c := s.campaignFromPath(ctx)
+	if c == nil {
+		writeError(ctx, errCampaignNotFound)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
+}
+
+// listCampaigns serves GET /api/v1/campaigns.
+func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
+	all := s.campaigns.list()
+	out := campaignListJSON{Campaigns: make([]campaignJSON, len(all))}
+	for i, c := range all {
+		out.Campaigns[i] = toJSON(c)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+// getStats serves GET /api/v1/campaigns/{id}/stats.
+func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
+	c := s.campaignFromPath(ctx)
+	if c == nil {
+		writeError(ctx, errCampaignNotFound)
+		return
+	}
+	w := c.counter.Read(stats.Minute(s.now()))
+	writeJSON(ctx, fasthttp.StatusOK, statsJSON{
+		CampaignID: c.id,
+		LastHour:   w.LastHour,
+		LastDay:    w.LastDay,
+		Total:      w.Total,
+	})
+}
+
+func (s *Server) campaignFromPath(ctx *fasthttp.RequestCtx) *campaign {
+	id, _ := ctx.UserValue("id").(string)
+	return s.campaigns.get([]byte(id))
+}
+
+func toJSON(c *campaign) campaignJSON {
+	return campaignJSON{ID: c.id, Name: c.name, StartTime: c.start.Format(time.RFC3339Nano)}
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: cannot marshal response: " + err.Error())
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetBody(b)
+}

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/impressiond/impressiond/stats"
+)
+
+// campaign is one registered campaign. Its fields other than counter never
+// change after creation.
+type campaign struct {
+	id      string
+	name    string
+	start   time.Time
+	counter stats.Counter
+}
+
+// campaignShards spreads campaigns so that a creation copies 1/256th of the
+// table, not all of it.
+const campaignShards = 256
+
+// campaignTable maps ids to campaigns. Lookups load an immutable map
+// through an atomic pointer: no lock, no shared write, no contention however
+// many requests read at once. Creations copy one shard's map under that
+// shard's mutex and publish the copy. It is safe for concurrent use.
+type campaignTable struct {
+	seed   maphash.Seed
+	shards [campaignShards]campaignShard
+}
+
+type campaignShard struct {
+	mu sync.Mutex // serialises writers of m; readers never take it
+	m  atomic.Pointer[map[string]*campaign]
+	_  [40]byte
+}
+
+func newCampaignTable() *campaignTable {
+	return &campaignTable{seed: maphash.MakeSeed()}
+}
+
+func (t *campaignTable) shard(id []byte) *campaignShard {
+	return &t.shards[maphash.Bytes(t.seed, id)%campaignShards]
+}
+
+// get returns the campaign with the given id, or nil.
+func (t *campaignTable) get(id []byte) *campaign {
+	m := t.shard(id).m.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[string(id)]
+}
+
+// add registers c unless its id is taken, and reports whether it did.
+func (t *campaignTable) add(c *campaign) bool {
+	s := t.shard([]byte(c.id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.m.Load()
+	var next map[string]*campaign
+	if old == nil {
+		next = make(map[string]*campaign, 1)
+	} else {
+		if _, ok := (*old)[c.id]; ok {
+			return false
+		}
+		next = make(map[string]*campaign, len(*old)+1)
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[c.id] = c
+	s.m.Store(&next)
+	return true
+}
+
+// list returns every campaign ordered by id.
+func (t *campaignTable) list() []*campaign {
+	var all []*campaign
+	for i := range t.shards {
+		if m := t.shards[i].m.Load(); m != nil {
+			for _, c := range *m {
+				all = append(all, c)
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b *campaign) int { return strings.Compare(a.id, b.id) })
+	return all
+}
+
+// validID reports whether id matches ^[A-Za-z0-9._-]{1,64}$ and is not a
+// path segment of its own (. or ..), so it can be used in a URL verbatim.
+func validID(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	if string(id) == "." || string(id) == ".." {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"encoding/json"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/impressiond/impressiond/sketch"
+)
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testNow is the fake clock's start: mid-minute, so that minute arithmetic
+// in tests is unambiguous.
+var testNow = time.Date(2026, 11, 26, 12, 30, 30, 0, time.UTC)
+
+type testServer struct {
+	t      testing.TB
+	srv    *Server
+	clock  *fakeClock
+	client *fasthttp.Client
+}
+
+// newTestServer serves a Server on an in-memory listener with a fake clock.
+// mode is "bloom" or "exact".
+func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServer {
+	t.Helper()
+	dedup, err := sketch.New(mode, sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{t: testNow}
+	o := Options{Dedup: dedup, MaxSkew: time.Minute, MaxBodySize: 4 << 20, Now: clock.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Shutdown(t.Context())
+		ln.Close()
+		<-done
+	})
+	return &testServer{
+		t:     t,
+		srv:   srv,
+		clock: clock,
+		client: &fasthttp.Client{
+			Dial:                func(string) (net.Conn, error) { return ln.Dial() },
+			MaxConnsPerHost:     1024,
+			MaxResponseBodySize: 64 << 20,
+		},
+	}
+}
+
+type response struct {
+	status int
+	header map[string]string
+	body   []byte
+}
+
+// do sends one request and returns the response; it fails the test if the
+// response is not JSON.
+func (ts *testServer) do(method, path, body string) response {
+	ts.t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://impressiond" + path)
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	if err := ts.client.Do(req, resp); err != nil {
+		ts.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	r := response{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
+	for k, v := range resp.Header.All() {
+		r.header[string(k)] = string(v)
+	}
+	if ct := r.header["Content-Type"]; ct != "application/json" {
+		ts.t.Fatalf("%s %s: Content-Type %q, want application/json (body %s)", method, path, ct, r.body)
+	}
+	if !json.Valid(r.body) {
+		ts.t.Fatalf("%s %s: body is not JSON: %s", method, path, r.body)
+	}
+	return r
+}
+
+// want checks the status and, for errors, the error shape.
+func (r response) want(t testing.TB, status int) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status: got %d, want %d (body %s)", r.status, status, r.body)
+	}
+	if status >= 400 {
+		var e struct {
+			Error *string `json:"error"`
+			Code  *int    `json:"code"`
+		}
+		if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" || e.Code == nil || *e.Code != status {
+			t.Fatalf("error body %s: want {\"error\": non-empty, \"code\": %d}", r.body, status)
+		}
+	}
+	return r
+}
+
+func (r response) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (ts *testServer) createCampaign(id string) {
+	ts.t.Helper()
+	ts.do("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"Campaign `+id+`","start_time":"2026-01-01T00:00:00Z"}`).want(ts.t, 201)
+}
+
+func (ts *testServer) stats(id string) statsJSON {
+	ts.t.Helper()
+	var s statsJSON
+	ts.do("GET", "/api/v1/campaigns/"+id+"/stats", "").want(ts.t, 200).decode(ts.t, &s)
+	return s
+}

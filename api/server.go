@@ -1,0 +1,210 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/impressiond/impressiond/sketch"
+)
+
+const (
+	contentTypeJSON = "application/json"
+	serverName      = "impressiond"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Dedup decides which impressions are repeats. Required.
+	Dedup sketch.Deduper
+
+	// MaxBodySize is the largest request body accepted, in bytes; larger
+	// ones get a 413. By default 4 MiB, which fits a full batch.
+	MaxBodySize int
+
+	// MaxSkew is how far ahead of the server's clock an impression
+	// timestamp may be. Zero rejects any timestamp ahead of the clock.
+	MaxSkew time.Duration
+
+	// Now is the clock. By default a coarse clock with millisecond
+	// resolution, owned and stopped by the Server.
+	Now func() time.Time
+
+	// Logger receives errors and panics. By default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the impressiond HTTP API. It is safe for concurrent use.
+type Server struct {
+	dedup     sketch.Deduper
+	campaigns *campaignTable
+	parsers   fastjson.ParserPool
+	now       func() time.Time
+	maxSkew   time.Duration
+	log       *slog.Logger
+	http      *fasthttp.Server
+
+	errTooFarAhead  *apiError
+	errBodyTooLarge *apiError
+
+	clock  *coarseClock // nil when Options.Now was given
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New returns a Server and starts its maintenance goroutine; Shutdown or
+// Close stops it.
+func New(o Options) (*Server, error) {
+	if o.Dedup == nil {
+		return nil, errors.New("api: Options.Dedup is required")
+	}
+	if o.MaxBodySize <= 0 {
+		o.MaxBodySize = 4 << 20
+	}
+	if o.MaxSkew < 0 {
+		return nil, errors.New("api: Options.MaxSkew must not be negative")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{
+		dedup:     o.Dedup,
+		campaigns: newCampaignTable(),
+		now:       o.Now,
+		maxSkew:   o.MaxSkew,
+		log:       o.Logger,
+		stopCh:    make(chan struct{}),
+
+		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
+		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
+	}
+	if s.now == nil {
+		s.clock = newCoarseClock()
+		s.now = s.clock.Now
+	}
+	s.http = &fasthttp.Server{
+		Handler:                       s.Handler(),
+		ErrorHandler:                  s.handleServerError,
+		Name:                          serverName,
+		MaxRequestBodySize:            o.MaxBodySize,
+		ReadTimeout:                   30 * time.Second,
+		WriteTimeout:                  30 * time.Second,
+		IdleTimeout:                   60 * time.Second,
+		CloseOnShutdown:               true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{o.Logger},
+	}
+	s.wg.Add(1)
+	go s.maintain()
+	return s, nil
+}
+
+// Handler returns the request router with every route of the API.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	r := router.New()
+	// Redirects would answer API clients with 301/308 instead of an error;
+	// OPTIONS would answer 200 with no body. Both fall to 404/405 instead.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, errRouteNotFound) }
+	r.MethodNotAllowed = methodNotAllowed
+	r.PanicHandler = s.handlePanic
+
+	r.POST("/api/v1/campaigns", s.createCampaign)
+	r.GET("/api/v1/campaigns", s.listCampaigns)
+	r.GET("/api/v1/campaigns/{id}", s.getCampaign)
+	r.GET("/api/v1/campaigns/{id}/stats", s.getStats)
+	r.POST("/api/v1/impressions", s.trackImpression)
+	r.POST("/api/v1/impressions/batch", s.trackBatch)
+	r.GET("/healthz", s.healthz)
+	return r.Handler
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections, waits for in-flight requests to
+// finish (or ctx to end), then stops the background goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.Close()
+	return err
+}
+
+// Close stops the background goroutines without touching connections. It
+// is idempotent.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		close(s.stopCh)
+		s.wg.Wait()
+		if s.clock != nil {
+			s.clock.Stop()
+		}
+	})
+}
+
+// maintenance runs Advance on the dedup window every second so that idle
+// shards rotate (and, in exact mode, free memory) without traffic.
+func (s *Server) maintain() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+			s.dedup.Advance(s.now())
+		}
+	}
+}
+
+// methodNotAllowed answers 405. The router lists OPTIONS in Allow even
+// when it does not serve OPTIONS; it is dropped so that Allow tells the
+// truth.
+func methodNotAllowed(ctx *fasthttp.RequestCtx) {
+	allow := ctx.Response.Header.Peek("Allow")
+	var kept []byte
+	for m := range bytes.SplitSeq(allow, []byte(", ")) {
+		if string(m) == fasthttp.MethodOptions {
+			continue
+		}
+		if len(kept) > 0 {
+			kept = append(kept, ", "...)
+		}
+		kept = append(kept, m...)
+	}
+	ctx.Response.Header.SetBytesV("Allow", kept)
+	writeError(ctx, errMethodNotAllowed)
+}
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+// fasthttpLogger routes fasthttp's own messages to slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	level := slog.LevelWarn
+	if strings.Contains(msg, fasthttp.ErrBodyTooLarge.Error()) {
+		level = slog.LevelDebug // answered with a 413; not a server problem
+	}
+	l.log.Log(context.Background(), level, "fasthttp: "+msg)
+}

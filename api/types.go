@@ -1,0 +1,30 @@
+package api
+
+// Response bodies of the read and admin endpoints, rendered with
+// encoding/json. The track endpoints build theirs by hand (see track.go).
+
+type campaignJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	StartTime string `json:"start_time"`
+}
+
+type campaignCreatedJSON struct {
+	campaignJSON
+	Message string `json:"message"`
+}
+
+type campaignListJSON struct {
+	Campaigns []campaignJSON `json:"campaigns"`
+}
+
+type statsJSON struct {
+	CampaignID string `json:"campaign_id"`
+	LastHour   uint64 `json:"last_hour"`
+	LastDay    uint64 `json:"last_day"`
+	Total      uint64 `json:"total"`
+}
+
+type healthJSON struct {
+	Status string `json:"status"`
+}

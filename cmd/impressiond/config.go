@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// envPrefix names the environment variable of every flag:
+// -dedup-ttl reads IMPRESSIOND_DEDUP_TTL. A flag on the command line wins.
+const envPrefix = "IMPRESSIOND_"
+
+type config struct {
+	addr          string
+	dedup         string
+	dedupTTL      time.Duration
+	dedupSlices   int
+	dedupCapacity int
+	dedupFP       float64
+	maxBody       int
+	maxSkew       time.Duration
+	version       bool
+}
+
+// usageError is a bad flag or environment value: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("impressiond", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&c.dedup, "dedup", "bloom", "dedup mode: bloom (fixed memory, may undercount by at most the false-positive rate) or exact (never wrong, memory grows with distinct users)")
+	fs.DurationVar(&c.dedupTTL, "dedup-ttl", time.Hour, "how long a counted (campaign, user) pair blocks repeats")
+	fs.IntVar(&c.dedupSlices, "dedup-slices", 6, "sub-windows per TTL; one filter (or map) per sub-window")
+	fs.IntVar(&c.dedupCapacity, "dedup-capacity", 10_000_000, "expected distinct pairs per TTL (sizes the Bloom filters)")
+	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
+	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
+	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := lookup(getenv, name)
+		if !ok || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = &usageError{fmt.Sprintf("invalid value %q for flag -%s (from %s): %v", v, f.Name, name, unwrapFlagErr(err))}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "Usage: impressiond [flags]\n\nEvery flag can also be set with %s<FLAG> (upper case, - as _).\n\n", envPrefix)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return &c, c.validate()
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// unwrapFlagErr drops the flag package's own prefixes, which repeat what our
+// message already says.
+func unwrapFlagErr(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func (c *config) validate() error {
+	bad := func(flag string, v any, why string) error {
+		return &usageError{fmt.Sprintf("invalid value %q for flag -%s: %s", fmt.Sprint(v), flag, why)}
+	}
+	switch {
+	case c.addr == "":
+		return bad("addr", c.addr, "must not be empty")
+	case c.dedup != "bloom" && c.dedup != "exact":
+		return bad("dedup", c.dedup, "want bloom or exact")
+	case c.dedupTTL <= 0:
+		return bad("dedup-ttl", c.dedupTTL, "must be positive")
+	case c.dedupSlices < 1 || c.dedupSlices > 1024:
+		return bad("dedup-slices", c.dedupSlices, "must be between 1 and 1024")
+	case c.dedupTTL/time.Duration(c.dedupSlices) < time.Millisecond:
+		return bad("dedup-ttl", c.dedupTTL, fmt.Sprintf("ttl divided by -dedup-slices %d must be at least 1ms", c.dedupSlices))
+	case c.dedupCapacity < 1:
+		return bad("dedup-capacity", c.dedupCapacity, "must be positive")
+	case !(c.dedupFP >= 1e-12 && c.dedupFP < 1):
+		return bad("dedup-fp", c.dedupFP, "must be in [1e-12, 1)")
+	case c.maxBody < 1:
+		return bad("max-body", c.maxBody, "must be positive")
+	case c.maxSkew < 0:
+		return bad("max-skew", c.maxSkew, "must not be negative")
+	}
+	return nil
+}

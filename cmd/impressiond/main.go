@@ -1,0 +1,103 @@
+// Command impressiond serves the impression-counting API. See README.md for
+// the flags; each also reads IMPRESSIOND_<FLAG> from the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/impressiond/impressiond/api"
+	"github.com/impressiond/impressiond/sketch"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// shutdownTimeout bounds how long in-flight requests get to finish.
+const shutdownTimeout = 30 * time.Second
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "impressiond: %v\n", err)
+		os.Exit(2)
+	}
+	if cfg.version {
+		fmt.Println("impressiond", version)
+		return
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(cfg, log); err != nil {
+		log.Error("impressiond stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config, log *slog.Logger) error {
+	dedup, err := sketch.New(cfg.dedup, sketch.Options{
+		TTL:               cfg.dedupTTL,
+		Slices:            cfg.dedupSlices,
+		Capacity:          cfg.dedupCapacity,
+		FalsePositiveRate: cfg.dedupFP,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Options{
+		Dedup:       dedup,
+		MaxBodySize: cfg.maxBody,
+		MaxSkew:     cfg.maxSkew,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("cannot listen on -addr %s: %w", cfg.addr, err)
+	}
+
+	attrs := []any{
+		"version", version, "addr", ln.Addr().String(), "dedup", cfg.dedup,
+		"dedup_ttl", cfg.dedupTTL, "dedup_slices", cfg.dedupSlices,
+		"dedup_capacity", cfg.dedupCapacity, "dedup_fp", cfg.dedupFP,
+		"max_body", cfg.maxBody, "max_skew", cfg.maxSkew,
+	}
+	if b, ok := dedup.(*sketch.Bloom); ok {
+		attrs = append(attrs, "dedup_bytes", b.Bytes(), "dedup_memory", fmt.Sprintf("%.1fMiB", float64(b.Bytes())/(1<<20)),
+			"bloom_filters", fmt.Sprintf("%d shards x %d generations x %d bits, k=%d", b.Shards(), b.Generations(), b.FilterBits(), b.HashCount()))
+	}
+	log.Info("impressiond starting", attrs...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	log.Info("impressiond stopped")
+	return nil
+}
