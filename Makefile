@@ -1,0 +1,21 @@
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -ldflags "-X main.version=$(VERSION)"
+
+.PHONY: build run test bench lint
+
+build:
+	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
+
+run: build
+	./bin/impressiond $(ARGS)
+
+test:
+	go vet ./...
+	go test -race ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	go vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed on the files above"; exit 1; }

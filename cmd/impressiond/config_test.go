@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		addr: "127.0.0.1:8080", dedup: "bloom", dedupTTL: time.Hour, dedupSlices: 6,
+		dedupCapacity: 10_000_000, dedupFP: 0.001, maxBody: 4194304, maxSkew: time.Minute,
+	}
+	if *c != want {
+		t.Fatalf("defaults: got %+v, want %+v", *c, want)
+	}
+}
+
+func TestParseConfigEnvAndFlags(t *testing.T) {
+	c, err := parseConfig(
+		[]string{"-dedup-ttl", "30m", "-max-body=1024"},
+		env(map[string]string{
+			"IMPRESSIOND_DEDUP":          "exact",
+			"IMPRESSIOND_DEDUP_TTL":      "2h", // the flag wins
+			"IMPRESSIOND_DEDUP_SLICES":   "12",
+			"IMPRESSIOND_DEDUP_CAPACITY": "5000",
+			"IMPRESSIOND_DEDUP_FP":       "0.01",
+			"IMPRESSIOND_ADDR":           ":9999",
+			"IMPRESSIOND_MAX_SKEW":       "5s",
+		}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		addr: ":9999", dedup: "exact", dedupTTL: 30 * time.Minute, dedupSlices: 12,
+		dedupCapacity: 5000, dedupFP: 0.01, maxBody: 1024, maxSkew: 5 * time.Second,
+	}
+	if *c != want {
+		t.Fatalf("got %+v, want %+v", *c, want)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		flag string // the message must name it
+	}{
+		{[]string{"-dedup", "lru"}, nil, "-dedup"},
+		{[]string{"-dedup-ttl", "soon"}, nil, "-dedup-ttl"},
+		{[]string{"-dedup-ttl", "0s"}, nil, "-dedup-ttl"},
+		{[]string{"-dedup-ttl", "5ms", "-dedup-slices", "6"}, nil, "-dedup-ttl"},
+		{[]string{"-dedup-slices", "0"}, nil, "-dedup-slices"},
+		{[]string{"-dedup-slices", "six"}, nil, "-dedup-slices"},
+		{[]string{"-dedup-capacity", "-1"}, nil, "-dedup-capacity"},
+		{[]string{"-dedup-fp", "1"}, nil, "-dedup-fp"},
+		{[]string{"-dedup-fp", "0"}, nil, "-dedup-fp"},
+		{[]string{"-max-body", "0"}, nil, "-max-body"},
+		{[]string{"-max-skew", "-1s"}, nil, "-max-skew"},
+		{[]string{"-addr", ""}, nil, "-addr"},
+		{[]string{"-no-such-flag"}, nil, "-no-such-flag"},
+		{nil, map[string]string{"IMPRESSIOND_DEDUP_FP": "lots"}, "-dedup-fp"},
+		{nil, map[string]string{"IMPRESSIOND_MAX_BODY": "4MB"}, "-max-body"},
+		{nil, map[string]string{"IMPRESSIOND_DEDUP": "maybe"}, "-dedup"},
+	} {
+		_, err := parseConfig(tc.args, env(tc.env), io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v %v: got %v, want a usage error", tc.args, tc.env, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.flag) || strings.Contains(msg, "\n") {
+			t.Errorf("%v %v: message %q must be one line naming %s", tc.args, tc.env, msg, tc.flag)
+		}
+	}
+}

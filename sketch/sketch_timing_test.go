@@ -1,0 +1,109 @@
+package sketch
+
+import (
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
+
+// benchPairs are (campaign, user) pairs; walking them in order and wrapping
+// around mixes fresh pairs (first lap) with repeats (later laps).
+type benchPair struct{ campaign, user []byte }
+
+var (
+	benchOnce  sync.Once
+	benchData  []benchPair
+	benchStart = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+)
+
+const benchN = 1 << 20
+
+func pairs() []benchPair {
+	benchOnce.Do(func() {
+		benchData = make([]benchPair, benchN)
+		for i := range benchData {
+			benchData[i] = benchPair{[]byte(fmt.Sprintf("campaign-%d", i%100)), []byte(fmt.Sprintf("user-%08d", i*7919%benchN))}
+		}
+	})
+	return benchData
+}
+
+// BenchmarkTestAndAdd measures one dedup decision from raw ids, hashing
+// included, on every core. The clock crosses a slice boundary every 2^16
+// operations per goroutine so rotation is part of the cost.
+func BenchmarkTestAndAdd(b *testing.B) {
+	for _, mode := range []string{"bloom", "exact"} {
+		b.Run(mode, func(b *testing.B) {
+			d := newDeduper(b, mode, Options{TTL: time.Hour, Slices: 6, Capacity: 10_000_000, FalsePositiveRate: 0.001})
+			benchDeduper(b, func(p benchPair, now time.Time) bool {
+				return d.TestAndAdd(KeyOf(p.campaign, p.user), now)
+			})
+		})
+	}
+	// The naive design: 64 bloom/v3 filters of capacity/64 behind one mutex
+	// each, TestAndAdd, a single generation (no TTL at all).
+	b.Run("naive-baseline", func(b *testing.B) {
+		n := newNaive(10_000_000, 0.001)
+		benchDeduper(b, func(p benchPair, _ time.Time) bool { return n.testAndAdd(p) })
+	})
+}
+
+func benchDeduper(b *testing.B, op func(benchPair, time.Time) bool) {
+	ps := pairs()
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := seq.Add(1) * 104729
+		for pb.Next() {
+			now := benchStart.Add(time.Duration(i>>16) * time.Minute)
+			op(ps[i%benchN], now)
+			i++
+		}
+	})
+}
+
+type naiveShard struct {
+	mu sync.Mutex
+	f  *bloom.BloomFilter
+}
+
+type naive struct {
+	seed   maphash.Seed
+	shards [64]naiveShard
+	buf    sync.Pool
+}
+
+func newNaive(capacity uint, p float64) *naive {
+	n := &naive{seed: maphash.MakeSeed()}
+	for i := range n.shards {
+		n.shards[i].f = bloom.NewWithEstimates(capacity/64, p)
+	}
+	n.buf.New = func() any { b := make([]byte, 0, 64); return &b }
+	return n
+}
+
+func (n *naive) testAndAdd(p benchPair) bool {
+	bp := n.buf.Get().(*[]byte)
+	k := append(append(append((*bp)[:0], p.campaign...), 0), p.user...)
+	s := &n.shards[maphash.Bytes(n.seed, k)%64]
+	s.mu.Lock()
+	seen := s.f.TestAndAdd(k)
+	s.mu.Unlock()
+	*bp = k
+	n.buf.Put(bp)
+	return seen
+}
+
+func BenchmarkKeyOf(b *testing.B) {
+	c, u := []byte("campaign-42"), []byte("user-0123456789abcdef")
+	b.ReportAllocs()
+	for b.Loop() {
+		KeyOf(c, u)
+	}
+}
