@@ -38,7 +38,6 @@ var (
 	errCampaignNotFound = newError(fasthttp.StatusNotFound, "campaign not found")
 	errNotObject        = newError(fasthttp.StatusBadRequest, "request body must be a JSON object")
 	errNotArray         = newError(fasthttp.StatusBadRequest, "request body must be a JSON array of impressions")
-	errItemNotObject    = newError(fasthttp.StatusBadRequest, "every batch item must be a JSON object")
 	errBatchEmpty       = newError(fasthttp.StatusUnprocessableEntity, "batch must contain at least one impression")
 	errBatchTooLarge    = newError(fasthttp.StatusUnprocessableEntity, "batch must contain at most "+strconv.Itoa(MaxBatch)+" impressions")
 

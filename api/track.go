@@ -91,7 +91,7 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 	for i, item := range arr {
 		if e := buf.items[i].decode(item); e != nil {
 			if e == errNotObject {
-				e = errItemNotObject
+				e = errorf(e.code, "item %d must be a JSON object", i)
 			} else {
 				e = errorf(e.code, "item %d: %s", i, e.msg)
 			}

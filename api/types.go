@@ -24,7 +24,3 @@ type statsJSON struct {
 	LastDay    uint64 `json:"last_day"`
 	Total      uint64 `json:"total"`
 }
-
-type healthJSON struct {
-	Status string `json:"status"`
-}

