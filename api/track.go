@@ -7,7 +7,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/impressiond/impressiond/sketch"
 	"github.com/impressiond/impressiond/stats"
 )
 
@@ -188,7 +187,7 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign) (dup boo
 	if at.Before(c.start) {
 		return false, errBeforeStart
 	}
-	if s.dedup.TestAndAdd(sketch.KeyOf(r.campaignID, r.userID), now) {
+	if s.dedup.TestAndAdd(r.campaignID, r.userID, now) {
 		return true, nil
 	}
 	c.counter.Add(stats.Minute(at), stats.Minute(now))

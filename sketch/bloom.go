@@ -63,7 +63,17 @@ func NewBloom(o Options) (*Bloom, error) {
 // TestAndAdd implements Deduper. If it returns true, the pair might be a
 // false positive; if false, the pair was definitely not counted within the
 // TTL, and now it is.
-func (b *Bloom) TestAndAdd(key Key, now time.Time) bool {
+func (b *Bloom) TestAndAdd(campaign, user []byte, now time.Time) bool {
+	return b.TestAndAddKey(KeyOf(campaign, user), now)
+}
+
+// Test implements Deduper, with TestAndAdd's meaning of true and false.
+func (b *Bloom) Test(campaign, user []byte, now time.Time) bool {
+	return b.TestKey(KeyOf(campaign, user), now)
+}
+
+// TestAndAddKey is TestAndAdd for a pair already hashed with KeyOf.
+func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	var buf [maxK]uint64
 	pos := b.positions(key, buf[:b.k])
 	s := b.shard(key)
@@ -82,8 +92,8 @@ func (b *Bloom) TestAndAdd(key Key, now time.Time) bool {
 	return false
 }
 
-// Test implements Deduper, with TestAndAdd's meaning of true and false.
-func (b *Bloom) Test(key Key, now time.Time) bool {
+// TestKey is Test for a pair already hashed with KeyOf.
+func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	var buf [maxK]uint64
 	pos := b.positions(key, buf[:b.k])
 	s := b.shard(key)

@@ -5,14 +5,15 @@ import "time"
 // Deduper remembers counted pairs for a TTL. Both implementations, Bloom and
 // Exact, are safe for concurrent use.
 type Deduper interface {
-	// TestAndAdd reports whether k was counted within the window ending at
-	// now and, if it was not, records it as counted at now. Of many
-	// concurrent calls for one new key, exactly one returns false.
-	TestAndAdd(k Key, now time.Time) (seen bool)
+	// TestAndAdd reports whether the pair (campaign, user) was counted
+	// within the window ending at now and, if it was not, records it as
+	// counted at now. Of many concurrent calls for one new pair, exactly
+	// one returns false. The slices are not retained.
+	TestAndAdd(campaign, user []byte, now time.Time) (seen bool)
 
-	// Test reports whether k was counted within the window ending at now,
-	// without recording it.
-	Test(k Key, now time.Time) (seen bool)
+	// Test reports whether the pair was counted within the window ending
+	// at now, without recording it.
+	Test(campaign, user []byte, now time.Time) (seen bool)
 
 	// Advance drops the generations that have left the window at now. The
 	// structure also rotates lazily on every call; Advance lets an idle

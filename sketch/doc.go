@@ -44,9 +44,9 @@
 // (undercounting by that rate) until the slice ages out, K+1 slices later;
 // nothing else degrades: no pair is ever counted twice, no memory is added.
 //
-// Exact keeps hash sets instead: it never takes a new pair for a repeat
-// (up to a 128-bit hash collision, below 10⁻²⁰ at 10¹⁰ pairs), and its
-// memory grows with the distinct pairs of the last K+1 slices.
+// Exact keeps sets of the pairs themselves instead: it never takes a new
+// pair for a repeat, and its memory grows with the distinct pairs of the
+// last K+1 slices.
 //
 // # Concurrency
 //

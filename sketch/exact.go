@@ -1,32 +1,32 @@
 package sketch
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"time"
 )
 
 // Exact is the accuracy-first dedup window: the same K+1 rotating
-// generations as Bloom, with a hash set of keys per generation and shard. It
-// never takes a new pair for a repeat; its memory grows with the distinct
-// pairs of the last K+1 slices and shrinks as they rotate out. It is safe for
-// concurrent use.
+// generations as Bloom, with a set of the pairs themselves per generation
+// and shard. Keys are the pairs' bytes, not hashes, so it never takes a new
+// pair for a repeat. Its memory grows with the distinct pairs of the last
+// K+1 slices and shrinks as they rotate out. It is safe for concurrent use.
 type Exact struct {
 	opts   Options
 	clock  clock
+	seed   maphash.Seed
 	shards [exactShards]exactShard
 }
 
 const exactShards = 256
 
-// bytesPerPair estimates what a map[Key]struct{} entry costs: a 16-byte
-// slot plus a control byte, at an average load of about 3/4 after growth.
-const bytesPerPair = 24
-
 type exactShard struct {
-	mu   sync.Mutex // guards ring and gens
-	ring ring
-	gens []map[Key]struct{}
-	_    [64]byte
+	mu    sync.Mutex // guards ring, gens and bytes
+	ring  ring
+	gens  []map[string]struct{}
+	bytes []int // estimated memory of each generation
+	_     [64]byte
 }
 
 // NewExact returns an empty Exact window. Capacity and FalsePositiveRate
@@ -36,41 +36,48 @@ func NewExact(o Options) (*Exact, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}}
+	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}, seed: maphash.MakeSeed()}
 	for i := range x.shards {
 		x.shards[i].ring = newRing(o.Slices + 1)
-		x.shards[i].gens = make([]map[Key]struct{}, o.Slices+1)
+		x.shards[i].gens = make([]map[string]struct{}, o.Slices+1)
+		x.shards[i].bytes = make([]int, o.Slices+1)
 	}
 	return x, nil
 }
 
 // TestAndAdd implements Deduper. If it returns true, the pair was counted
-// within the window; if false, it definitely was not, and now it is.
-func (x *Exact) TestAndAdd(key Key, now time.Time) bool {
-	s := &x.shards[key.Hi%exactShards]
+// within the window; if false, it definitely was not, and now it is. A new
+// pair costs one allocation, its key.
+func (x *Exact) TestAndAdd(campaign, user []byte, now time.Time) bool {
+	var stack [maxStackKey]byte
+	k := pairKey(stack[:0], campaign, user)
+	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
 	s.advanceLocked(e)
-	if s.hasLocked(key) {
+	if s.hasLocked(k) {
 		s.mu.Unlock()
 		return true
 	}
 	g := &s.gens[s.ring.head]
 	if *g == nil {
-		*g = make(map[Key]struct{})
+		*g = make(map[string]struct{})
 	}
-	(*g)[key] = struct{}{}
+	(*g)[string(k)] = struct{}{}
+	s.bytes[s.ring.head] += entryBytes(len(k))
 	s.mu.Unlock()
 	return false
 }
 
 // Test implements Deduper.
-func (x *Exact) Test(key Key, now time.Time) bool {
-	s := &x.shards[key.Hi%exactShards]
+func (x *Exact) Test(campaign, user []byte, now time.Time) bool {
+	var stack [maxStackKey]byte
+	k := pairKey(stack[:0], campaign, user)
+	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
 	s.advanceLocked(e)
-	seen := s.hasLocked(key)
+	seen := s.hasLocked(k)
 	s.mu.Unlock()
 	return seen
 }
@@ -101,20 +108,45 @@ func (x *Exact) Len() int {
 	return n
 }
 
-// Bytes implements Deduper with an estimate from the number of pairs held.
-func (x *Exact) Bytes() int { return x.Len() * bytesPerPair }
+// Bytes implements Deduper with an estimate: each pair's key rounded up to
+// its allocation size plus its share of the map's slots.
+func (x *Exact) Bytes() int {
+	n := 0
+	for i := range x.shards {
+		s := &x.shards[i]
+		s.mu.Lock()
+		for _, b := range s.bytes {
+			n += b
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// entryBytes estimates one pair's memory: a 16-byte string header in a map
+// slot at about 3/4 load, and the key's bytes rounded up to 16.
+func entryBytes(keyLen int) int { return 22 + (keyLen+15)&^15 }
+
+// pairKey appends the length-prefixed pair, as KeyOf hashes it.
+func pairKey(dst, campaign, user []byte) []byte {
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(campaign)))
+	dst = append(dst, campaign...)
+	return append(dst, user...)
+}
 
 func (s *exactShard) advanceLocked(e int64) {
 	for n := s.ring.advance(e); n > 0; n-- {
+		i := s.ring.next()
+		s.bytes[i] = 0
 		// A fresh map, not clear(): Go maps never shrink, and memory must
 		// follow the live pairs down as well as up.
-		s.gens[s.ring.next()] = nil
+		s.gens[i] = nil
 	}
 }
 
-func (s *exactShard) hasLocked(key Key) bool {
+func (s *exactShard) hasLocked(k []byte) bool {
 	for _, g := range s.gens {
-		if _, ok := g[key]; ok {
+		if _, ok := g[string(k)]; ok {
 			return true
 		}
 	}

@@ -13,10 +13,10 @@ func Example() {
 		panic(err)
 	}
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	k := sketch.KeyOfString("spring-sale", "user-42")
-	fmt.Println(d.TestAndAdd(k, start))                     // first sight: counted
-	fmt.Println(d.TestAndAdd(k, start.Add(59*time.Minute))) // within the TTL: repeat
-	fmt.Println(d.TestAndAdd(k, start.Add(71*time.Minute))) // after TTL+TTL/6: counted again
+	c, u := []byte("spring-sale"), []byte("user-42")
+	fmt.Println(d.TestAndAdd(c, u, start))                     // first sight: counted
+	fmt.Println(d.TestAndAdd(c, u, start.Add(59*time.Minute))) // within the TTL: repeat
+	fmt.Println(d.TestAndAdd(c, u, start.Add(71*time.Minute))) // after TTL+TTL/6: counted again
 	// Output:
 	// false
 	// true

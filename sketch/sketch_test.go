@@ -26,7 +26,9 @@ func newDeduper(t testing.TB, mode string, o Options) Deduper {
 	return d
 }
 
-func key(i int) Key { return KeyOfString("campaign", fmt.Sprintf("user-%d", i)) }
+var camp = []byte("campaign")
+
+func user(i int) []byte { return []byte(fmt.Sprintf("user-%d", i)) }
 
 func TestKeyIsBloomMurmur3(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -99,16 +101,16 @@ func TestWindowBounds(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/offset=%s", mode, offset), func(t *testing.T) {
 				d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: 10000})
 				at := t0.Truncate(slice).Add(offset)
-				k := key(1)
-				if d.TestAndAdd(k, at) {
+				c, u := camp, user(1)
+				if d.TestAndAdd(c, u, at) {
 					t.Fatal("first sight reported as seen")
 				}
 				for _, dt := range []time.Duration{0, time.Second, ttl / 2, ttl - time.Nanosecond} {
-					if !d.Test(k, at.Add(dt)) {
+					if !d.Test(c, u, at.Add(dt)) {
 						t.Fatalf("repeat %s after counting: not seen, want seen", dt)
 					}
 				}
-				if d.Test(k, at.Add(ttl+slice+time.Nanosecond)) {
+				if d.Test(c, u, at.Add(ttl+slice+time.Nanosecond)) {
 					t.Fatalf("repeat after ttl+ttl/slices: seen, want forgotten")
 				}
 			})
@@ -122,14 +124,14 @@ func TestFixedWindow(t *testing.T) {
 	for _, mode := range []string{"bloom", "exact"} {
 		t.Run(mode, func(t *testing.T) {
 			d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: 10000})
-			k := key(7)
-			d.TestAndAdd(k, t0)
+			c, u := camp, user(7)
+			d.TestAndAdd(c, u, t0)
 			for dt := time.Minute; dt < ttl; dt += time.Minute {
-				if !d.TestAndAdd(k, t0.Add(dt)) {
+				if !d.TestAndAdd(c, u, t0.Add(dt)) {
 					t.Fatalf("repeat %s after counting was counted", dt)
 				}
 			}
-			if d.TestAndAdd(k, t0.Add(ttl+ttl/slices+time.Second)) {
+			if d.TestAndAdd(c, u, t0.Add(ttl+ttl/slices+time.Second)) {
 				t.Fatal("repeats extended the window: pair still blocked after ttl+ttl/slices")
 			}
 		})
@@ -145,12 +147,12 @@ func TestNoFalseNegatives(t *testing.T) {
 			d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: n})
 			step := ttl / n
 			for i := 0; i < n; i++ {
-				d.TestAndAdd(key(i), t0.Add(time.Duration(i)*step))
+				d.TestAndAdd(camp, user(i), t0.Add(time.Duration(i)*step))
 			}
 			// At t0+ttl-1ns every pair is younger than ttl.
 			now := t0.Add(ttl - time.Nanosecond)
 			for i := 0; i < n; i++ {
-				if !d.Test(key(i), now) {
+				if !d.Test(camp, user(i), now) {
 					t.Fatalf("pair %d counted %s ago is not seen", i, now.Sub(t0.Add(time.Duration(i)*step)))
 				}
 			}
@@ -187,13 +189,13 @@ func TestFalsePositiveRate(t *testing.T) {
 			for s := 0; s <= slices; s++ {
 				now = t0.Add(time.Duration(s) * ttl / slices)
 				for i := 0; i < tc.capacity/slices; i++ {
-					b.TestAndAdd(Key{Lo: r.Uint64(), Hi: r.Uint64()}, now)
+					b.TestAndAddKey(Key{Lo: r.Uint64(), Hi: r.Uint64()}, now)
 					live++
 				}
 			}
 			hits := 0
 			for i := 0; i < fresh; i++ {
-				if b.Test(KeyOfString("fresh", strconv.Itoa(i)), now) {
+				if b.TestKey(KeyOfString("fresh", strconv.Itoa(i)), now) {
 					hits++
 				}
 			}
@@ -222,7 +224,7 @@ func TestBloomMemory(t *testing.T) {
 	}
 	before := b.Bytes()
 	for i := 0; i < 100000; i++ {
-		b.TestAndAdd(Key{Lo: uint64(i) * 0x9e3779b97f4a7c15, Hi: uint64(i)}, t0.Add(time.Duration(i)*time.Second))
+		b.TestAndAddKey(Key{Lo: uint64(i) * 0x9e3779b97f4a7c15, Hi: uint64(i)}, t0.Add(time.Duration(i)*time.Second))
 	}
 	if b.Bytes() != before {
 		t.Fatalf("bloom memory changed with traffic: %d -> %d", before, b.Bytes())
@@ -235,7 +237,7 @@ func TestExactReleasesExpiredPairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 1000; i++ {
-		x.TestAndAdd(key(i), t0)
+		x.TestAndAdd(camp, user(i), t0)
 	}
 	if got := x.Len(); got != 1000 {
 		t.Fatalf("Len after 1000 pairs: got %d, want 1000", got)
@@ -266,7 +268,7 @@ func TestConcurrentCountsOnce(t *testing.T) {
 					for i := 0; i < keys; i++ {
 						// Cross the slice boundary midway so rotation races too.
 						now := t0.Add(time.Duration(i) * time.Second * 2)
-						if !d.TestAndAdd(key(i), now) {
+						if !d.TestAndAdd(camp, user(i), now) {
 							fresh[i].Add(1)
 						}
 					}
@@ -285,10 +287,10 @@ func TestConcurrentCountsOnce(t *testing.T) {
 func TestTestDoesNotAdd(t *testing.T) {
 	for _, mode := range []string{"bloom", "exact"} {
 		d := newDeduper(t, mode, Options{Capacity: 1000})
-		if d.Test(key(1), t0) {
+		if d.Test(camp, user(1), t0) {
 			t.Fatalf("%s: unseen key reported seen", mode)
 		}
-		if d.TestAndAdd(key(1), t0) {
+		if d.TestAndAdd(camp, user(1), t0) {
 			t.Fatalf("%s: Test recorded the key", mode)
 		}
 	}

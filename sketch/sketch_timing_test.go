@@ -41,7 +41,7 @@ func BenchmarkTestAndAdd(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			d := newDeduper(b, mode, Options{TTL: time.Hour, Slices: 6, Capacity: 10_000_000, FalsePositiveRate: 0.001})
 			benchDeduper(b, func(p benchPair, now time.Time) bool {
-				return d.TestAndAdd(KeyOf(p.campaign, p.user), now)
+				return d.TestAndAdd(p.campaign, p.user, now)
 			})
 		})
 	}
