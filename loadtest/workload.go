@@ -17,7 +17,12 @@ type workload struct {
 	dupCut    uint64        // an item repeats an earlier one when its draw is below dupCut
 	start     time.Time     // timestamps fall in (start-spread, start]
 	spread    time.Duration // 0: send no timestamp, the server uses the time of receipt
+	stamps    []string      // stamps[k] formats start-k seconds, when spread is small enough
 }
+
+// maxStamps bounds the cache of formatted timestamps (a 24-hour spread);
+// formatting is most of the cost of generating an item.
+const maxStamps = 86400
 
 func newWorkload(seed uint64, campaigns []string, users int, dupRatio float64, start time.Time, spread time.Duration) *workload {
 	cut := uint64(0)
@@ -27,7 +32,14 @@ func newWorkload(seed uint64, campaigns []string, users int, dupRatio float64, s
 	case dupRatio > 0:
 		cut = uint64(dupRatio * (1 << 63) * 2)
 	}
-	return &workload{seed: seed, campaigns: campaigns, users: uint64(users), dupCut: cut, start: start, spread: spread}
+	w := &workload{seed: seed, campaigns: campaigns, users: uint64(users), dupCut: cut, start: start, spread: spread}
+	if n := int(spread / time.Second); n > 0 && n <= maxStamps {
+		w.stamps = make([]string, n)
+		for k := range w.stamps {
+			w.stamps[k] = start.Add(-time.Duration(k) * time.Second).UTC().Format(time.RFC3339)
+		}
+	}
+	return w
 }
 
 // mix is the splitmix64 finaliser: a cheap bijection with good avalanche,
@@ -57,11 +69,16 @@ func (w *workload) pair(j uint64) (c, u int) {
 // eventTime is the timestamp every impression of the pair carries, so the
 // minute the server counts it in does not depend on which copy came first.
 func (w *workload) eventTime(c, u int) time.Time {
-	if w.spread <= 0 {
-		return w.start
+	return w.start.Add(-time.Duration(w.ageSeconds(c, u)) * time.Second)
+}
+
+// ageSeconds is how many seconds before start the pair's timestamp lies.
+func (w *workload) ageSeconds(c, u int) uint64 {
+	secs := uint64(w.spread / time.Second)
+	if secs == 0 {
+		return 0
 	}
-	h := mix(w.seed ^ mix(uint64(c)<<40^uint64(u)))
-	return w.start.Add(-time.Duration(h%uint64(w.spread/time.Second)) * time.Second)
+	return mix(w.seed^mix(uint64(c)<<40^uint64(u))) % secs
 }
 
 // appendItem appends the JSON of item j.
@@ -73,7 +90,11 @@ func (w *workload) appendItem(dst []byte, j uint64) []byte {
 	dst = strconv.AppendInt(dst, int64(u), 10)
 	if w.spread > 0 {
 		dst = append(dst, `","timestamp":"`...)
-		dst = w.eventTime(c, u).UTC().AppendFormat(dst, time.RFC3339)
+		if age := w.ageSeconds(c, u); w.stamps != nil {
+			dst = append(dst, w.stamps[age]...)
+		} else {
+			dst = w.eventTime(c, u).UTC().AppendFormat(dst, time.RFC3339)
+		}
 	}
 	return append(dst, `"}`...)
 }

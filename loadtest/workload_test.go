@@ -88,3 +88,27 @@ func TestWorkloadItems(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestWorkloadStampsMatchFormat(t *testing.T) {
+	for _, spread := range []time.Duration{time.Hour, 48 * time.Hour} { // cached, not cached
+		w := testWorkload(0, spread)
+		for j := uint64(0); j < 500; j++ {
+			c, u := w.pair(j)
+			want := `{"campaign_id":"` + w.campaigns[c] + `","user_id":"u` + itoa(u) + `","timestamp":"` + w.eventTime(c, u).UTC().Format(time.RFC3339) + `"}`
+			if got := string(w.appendItem(nil, j)); got != want {
+				t.Fatalf("spread %s item %d: got %s, want %s", spread, j, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkAppendBatch(b *testing.B) {
+	w := newWorkload(1, []string{"c0", "c1", "c2", "c3"}, 1_000_000, 0.2, wlStart, 2*time.Hour)
+	buf := make([]byte, 0, 128<<10)
+	b.ReportAllocs()
+	n := uint64(0)
+	for b.Loop() {
+		buf = w.appendBatch(buf[:0], n, 1000)
+		n += 1000
+	}
+}
