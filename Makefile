@@ -1,7 +1,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -ldflags "-X main.version=$(VERSION)"
 
-.PHONY: build run test bench lint
+.PHONY: build run test bench lint loadtest
 
 build:
 	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
@@ -15,6 +15,9 @@ test:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+loadtest:
+	bash loadtest/smoke.sh
 
 lint:
 	go vet ./...
