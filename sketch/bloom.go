@@ -159,10 +159,16 @@ func (s *bloomShard) advanceLocked(e int64) {
 	}
 }
 
+// hasLocked tests the generations newest first: repeats usually come soon
+// after the impression they repeat (a user browsing a site), so the newest
+// generation most often holds them and the older ones need no probing.
 func (s *bloomShard) hasLocked(pos []uint64) bool {
-	for _, w := range s.words {
-		if hasAll(w, pos) {
+	for g, i := s.ring.head, 0; i < len(s.words); i++ {
+		if hasAll(s.words[g], pos) {
 			return true
+		}
+		if g--; g < 0 {
+			g = len(s.words) - 1
 		}
 	}
 	return false
