@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type attackConfig struct {
 	out       string
 	timeout   time.Duration
 	strict    bool
+	cpuprof   string
 }
 
 func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
@@ -56,6 +58,7 @@ func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the workload; the same seed sends the same impressions")
 	fs.StringVar(&c.out, "out", "loadtest/out", "directory for vegeta's results file and the HTML latency plot")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	fs.BoolVar(&c.strict, "strict", false, "exit 1 unless every request succeeded and every count is exact (for an exact-mode server)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,7 +99,20 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	w := newWorkload(cfg.seed, ids, cfg.users, cfg.dupRatio, start, cfg.spread)
+	if cfg.cpuprof != "" {
+		f, err := os.Create(cfg.cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	res, err := attack(cfg, w, stderr)
+	if cfg.cpuprof != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ type config struct {
 	dedupFP       float64
 	maxBody       int
 	maxSkew       time.Duration
+	debugAddr     string
 	version       bool
 }
 
@@ -42,6 +43,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "if set, serve net/http/pprof on this separate address (never on -addr)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 
 	var envErr error

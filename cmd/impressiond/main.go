@@ -63,6 +63,14 @@ func run(cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.debugAddr != "" {
+		stopDebug, err := serveDebug(cfg.debugAddr, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		srv.Close()
