@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -51,8 +52,8 @@ func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
 	fs.Float64Var(&c.dupRatio, "dup-ratio", 0.2, "share of impressions that repeat a pair already sent, in [0, 1]")
 	fs.DurationVar(&c.spread, "spread", 2*time.Hour, "impression timestamps spread over this much of the past (0: no timestamp)")
 	fs.IntVar(&c.rate, "rate", 1000, "requests per second; 0 sends as fast as -workers allow")
-	fs.IntVar(&c.workers, "workers", 64, "concurrent workers (with -rate 0, exactly this many)")
-	fs.IntVar(&c.conns, "connections", 64, "idle keep-alive connections kept to the target")
+	fs.IntVar(&c.workers, "workers", 64, "concurrent workers, at most")
+	fs.IntVar(&c.conns, "connections", 64, "connections to the target, at most (kept alive)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to attack")
 	fs.IntVar(&c.batch, "batch", 1, "impressions per request; above 1 they go to /api/v1/impressions/batch")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the workload; the same seed sends the same impressions")
@@ -175,16 +176,28 @@ func attack(cfg *attackConfig, w *workload, stderr io.Writer) (*attackResult, er
 	enc := vegeta.NewEncoder(rf)
 	p := plot.New(plot.Title(fmt.Sprintf("impressiond: %s at %s, batch %d", cfg.duration, rateString(cfg.rate), cfg.batch)), plot.Downsample(4000))
 
+	// Workers and connections are capped: uncapped, vegeta answers a slow
+	// moment by starting workers that dial new connections, which it then
+	// closes as surplus idle ones, until TIME_WAIT sockets exhaust the
+	// ephemeral ports and every dial fails. The write buffer holds a whole
+	// batch, so a request is one write(2), not one per 4 KiB.
+	transport := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: cfg.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: cfg.conns,
+		MaxConnsPerHost:     cfg.conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     max(4<<10, cfg.batch*128),
+		ReadBufferSize:      16 << 10,
+	}
+	defer transport.CloseIdleConnections()
 	opts := []func(*vegeta.Attacker){
 		vegeta.Workers(uint64(cfg.workers)),
-		vegeta.Connections(cfg.conns),
-		vegeta.KeepAlive(true),
-		vegeta.HTTP2(false),
-		vegeta.Timeout(cfg.timeout),
+		vegeta.MaxWorkers(uint64(cfg.workers)),
+		vegeta.Client(&http.Client{Transport: transport, Timeout: cfg.timeout}),
 	}
 	pacer := vegeta.Pacer(vegeta.Rate{Freq: cfg.rate, Per: time.Second})
 	if cfg.rate == 0 {
-		opts = append(opts, vegeta.MaxWorkers(uint64(cfg.workers)))
 		pacer = vegeta.ConstantPacer{}
 	}
 	atk := vegeta.NewAttacker(opts...)
