@@ -33,7 +33,12 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	if !s.campaigns.add(c) {
+	switch err := s.campaigns.add(c); err {
+	case nil:
+	case errCampaignLimit:
+		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign limit reached: this server holds at most %d campaigns", s.campaigns.max))
+		return
+	default:
 		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign %q already exists", c.id))
 		return
 	}

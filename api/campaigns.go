@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -30,6 +31,8 @@ const campaignShards = 256
 // shard's mutex and publish the copy. It is safe for concurrent use.
 type campaignTable struct {
 	seed   maphash.Seed
+	max    int64
+	count  atomic.Int64 // campaigns added, or reserved by an add in progress
 	shards [campaignShards]campaignShard
 }
 
@@ -39,8 +42,9 @@ type campaignShard struct {
 	_  [40]byte
 }
 
-func newCampaignTable() *campaignTable {
-	return &campaignTable{seed: maphash.MakeSeed()}
+// newCampaignTable returns an empty table holding at most max campaigns.
+func newCampaignTable(max int) *campaignTable {
+	return &campaignTable{seed: maphash.MakeSeed(), max: int64(max)}
 }
 
 func (t *campaignTable) shard(id []byte) *campaignShard {
@@ -56,8 +60,18 @@ func (t *campaignTable) get(id []byte) *campaign {
 	return (*m)[string(id)]
 }
 
-// add registers c unless its id is taken, and reports whether it did.
-func (t *campaignTable) add(c *campaign) bool {
+var (
+	errCampaignExists = errors.New("campaign id already exists")
+	errCampaignLimit  = errors.New("campaign limit reached")
+)
+
+// add registers c unless its id is taken or the table is full. A slot is
+// reserved before the insert, so concurrent adds never overshoot the limit.
+func (t *campaignTable) add(c *campaign) error {
+	if t.count.Add(1) > t.max {
+		t.count.Add(-1)
+		return errCampaignLimit
+	}
 	s := t.shard([]byte(c.id))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,7 +81,8 @@ func (t *campaignTable) add(c *campaign) bool {
 		next = make(map[string]*campaign, 1)
 	} else {
 		if _, ok := (*old)[c.id]; ok {
-			return false
+			t.count.Add(-1)
+			return errCampaignExists
 		}
 		next = make(map[string]*campaign, len(*old)+1)
 		for k, v := range *old {
@@ -76,7 +91,7 @@ func (t *campaignTable) add(c *campaign) bool {
 	}
 	next[c.id] = c
 	s.m.Store(&next)
-	return true
+	return nil
 }
 
 // list returns every campaign ordered by id.

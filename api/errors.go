@@ -35,6 +35,7 @@ var (
 	errRouteNotFound    = newError(fasthttp.StatusNotFound, "route not found")
 	errMethodNotAllowed = newError(fasthttp.StatusMethodNotAllowed, "method not allowed")
 	errInternal         = newError(fasthttp.StatusInternalServerError, "internal server error")
+	errHeaderTooLarge   = newError(fasthttp.StatusRequestHeaderFieldsTooLarge, "request line and headers are too large")
 	errCampaignNotFound = newError(fasthttp.StatusNotFound, "campaign not found")
 	errNotObject        = newError(fasthttp.StatusBadRequest, "request body must be a JSON object")
 	errNotArray         = newError(fasthttp.StatusBadRequest, "request body must be a JSON array of impressions")
@@ -132,6 +133,8 @@ func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
 		return
 	case isTimeout(err):
 		e = newError(fasthttp.StatusRequestTimeout, "request timed out")
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		e = errHeaderTooLarge
 	default:
 		e = newError(fasthttp.StatusBadRequest, "malformed HTTP request")
 	}
@@ -178,7 +181,22 @@ func (s *Server) rejectAndDrain(ctx *fasthttp.RequestCtx, e *apiError) {
 	ctx.Response.Reset()
 }
 
+// recoverPanics answers a panic anywhere below h with a 500 JSON error and
+// logs it with its stack; the connection and the server carry on.
+// fasthttp itself recovers nothing.
+func (s *Server) recoverPanics(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.handlePanic(ctx, v)
+			}
+		}()
+		h(ctx)
+	}
+}
+
 func (s *Server) handlePanic(ctx *fasthttp.RequestCtx, v any) {
 	s.log.Error("panic in handler", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", v, "stack", string(debug.Stack()))
+	ctx.Response.Reset()
 	writeError(ctx, errInternal)
 }

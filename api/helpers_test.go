@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -51,7 +53,7 @@ func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServe
 		t.Fatal(err)
 	}
 	clock := &fakeClock{t: testNow}
-	o := Options{Dedup: dedup, MaxSkew: time.Minute, MaxBodySize: 4 << 20, Now: clock.Now}
+	o := Options{Dedup: dedup, MaxSkew: time.Minute, MaxBodySize: 4 << 20, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -92,6 +94,12 @@ type response struct {
 // response is not JSON.
 func (ts *testServer) do(method, path, body string) response {
 	ts.t.Helper()
+	return ts.doWith(method, path, body, nil)
+}
+
+// doWith is do with extra request headers.
+func (ts *testServer) doWith(method, path, body string, header map[string]string) response {
+	ts.t.Helper()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -99,6 +107,9 @@ func (ts *testServer) do(method, path, body string) response {
 	req.SetRequestURI("http://impressiond" + path)
 	if body != "" {
 		req.SetBodyString(body)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	if err := ts.client.Do(req, resp); err != nil {
 		ts.t.Fatalf("%s %s: %v", method, path, err)

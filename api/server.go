@@ -42,6 +42,66 @@ type Options struct {
 
 	// Logger receives errors and panics. By default slog.Default().
 	Logger *slog.Logger
+
+	// ReadTimeout bounds reading one request, headers and body, so a client
+	// that opens a connection and stalls is cut off. By default 5s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response. By default 5s.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection may wait for its
+	// next request. By default 60s.
+	IdleTimeout time.Duration
+	// MaxConns caps concurrent connections; more are refused with a 503.
+	// By default 10,000.
+	MaxConns int
+	// MaxConnsPerIP caps concurrent connections from one client IP; more
+	// are refused with a 429. By default 1,000.
+	MaxConnsPerIP int
+	// MaxHeaderBytes caps the request line and headers; larger ones get a
+	// 431. By default 8 KiB.
+	MaxHeaderBytes int
+	// MaxCampaigns caps the campaigns that can be created. By default
+	// 100,000.
+	MaxCampaigns int
+
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// to create, list and read campaigns and their stats.
+	AdminToken string
+	// IngestToken, when set, is required the same way to track impressions.
+	IngestToken string
+}
+
+func (o *Options) setDefaults() {
+	defaults := []struct {
+		v   *int
+		def int
+	}{
+		{&o.MaxBodySize, 4 << 20},
+		{&o.MaxConns, 10000},
+		{&o.MaxConnsPerIP, 1000},
+		{&o.MaxHeaderBytes, 8 << 10},
+		{&o.MaxCampaigns, 100000},
+	}
+	for _, d := range defaults {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&o.ReadTimeout, 5 * time.Second},
+		{&o.WriteTimeout, 5 * time.Second},
+		{&o.IdleTimeout, 60 * time.Second},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 }
 
 // Server is the impressiond HTTP API. It is safe for concurrent use.
@@ -52,6 +112,8 @@ type Server struct {
 	now       func() time.Time
 	maxSkew   time.Duration
 	log       *slog.Logger
+	admin     token
+	ingest    token
 	http      *fasthttp.Server
 
 	errTooFarAhead  *apiError
@@ -69,22 +131,19 @@ func New(o Options) (*Server, error) {
 	if o.Dedup == nil {
 		return nil, errors.New("api: Options.Dedup is required")
 	}
-	if o.MaxBodySize <= 0 {
-		o.MaxBodySize = 4 << 20
-	}
 	if o.MaxSkew < 0 {
 		return nil, errors.New("api: Options.MaxSkew must not be negative")
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.setDefaults()
 	s := &Server{
 		dedup:     o.Dedup,
-		campaigns: newCampaignTable(),
+		campaigns: newCampaignTable(o.MaxCampaigns),
 		now:       o.Now,
 		maxSkew:   o.MaxSkew,
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
+		admin:     newToken(o.AdminToken),
+		ingest:    newToken(o.IngestToken),
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
@@ -98,9 +157,12 @@ func New(o Options) (*Server, error) {
 		ErrorHandler:                  s.handleServerError,
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  30 * time.Second,
-		IdleTimeout:                   60 * time.Second,
+		ReadTimeout:                   o.ReadTimeout,
+		WriteTimeout:                  o.WriteTimeout,
+		IdleTimeout:                   o.IdleTimeout,
+		Concurrency:                   o.MaxConns,
+		MaxConnsPerIP:                 o.MaxConnsPerIP,
+		ReadBufferSize:                o.MaxHeaderBytes,
 		CloseOnShutdown:               true,
 		DisablePreParseMultipartForm:  true,
 		NoDefaultContentType:          true,
@@ -124,14 +186,14 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.MethodNotAllowed = methodNotAllowed
 	r.PanicHandler = s.handlePanic
 
-	r.POST("/api/v1/campaigns", s.createCampaign)
-	r.GET("/api/v1/campaigns", s.listCampaigns)
-	r.GET("/api/v1/campaigns/{id}", s.getCampaign)
-	r.GET("/api/v1/campaigns/{id}/stats", s.getStats)
-	r.POST("/api/v1/impressions", s.trackImpression)
-	r.POST("/api/v1/impressions/batch", s.trackBatch)
+	r.POST("/api/v1/campaigns", guard(s.admin, s.createCampaign))
+	r.GET("/api/v1/campaigns", guard(s.admin, s.listCampaigns))
+	r.GET("/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
+	r.GET("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
+	r.POST("/api/v1/impressions", guard(s.ingest, s.trackImpression))
+	r.POST("/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
 	r.GET("/healthz", s.healthz)
-	return r.Handler
+	return s.recoverPanics(r.Handler)
 }
 
 // Serve accepts connections on ln until Shutdown.

@@ -23,6 +23,15 @@ type config struct {
 	maxBody       int
 	maxSkew       time.Duration
 	debugAddr     string
+	readTimeout   time.Duration
+	writeTimeout  time.Duration
+	idleTimeout   time.Duration
+	maxConns      int
+	maxConnsPerIP int
+	maxHeader     int
+	maxCampaigns  int
+	adminToken    string
+	ingestToken   string
 	version       bool
 }
 
@@ -43,6 +52,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
+	fs.DurationVar(&c.readTimeout, "read-timeout", 5*time.Second, "longest time to read one request, headers and body")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 5*time.Second, "longest time to write one response")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "longest time a keep-alive connection may wait for its next request")
+	fs.IntVar(&c.maxConns, "max-conns", 10000, "most concurrent connections; more are refused with 503")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client IP; more are refused with 429")
+	fs.IntVar(&c.maxHeader, "max-header-bytes", 8192, "largest request line and headers in bytes; larger get 431")
+	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
+	fs.StringVar(&c.adminToken, "admin-token", "", "if set, bearer token required to create, list and read campaigns and stats")
+	fs.StringVar(&c.ingestToken, "ingest-token", "", "if set, bearer token required to track impressions")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "if set, serve net/http/pprof on this separate address (never on -addr)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 
@@ -112,6 +130,20 @@ func (c *config) validate() error {
 		return bad("max-body", c.maxBody, "must be positive")
 	case c.maxSkew < 0:
 		return bad("max-skew", c.maxSkew, "must not be negative")
+	case c.readTimeout <= 0:
+		return bad("read-timeout", c.readTimeout, "must be positive")
+	case c.writeTimeout <= 0:
+		return bad("write-timeout", c.writeTimeout, "must be positive")
+	case c.idleTimeout <= 0:
+		return bad("idle-timeout", c.idleTimeout, "must be positive")
+	case c.maxConns < 1:
+		return bad("max-conns", c.maxConns, "must be positive")
+	case c.maxConnsPerIP < 1:
+		return bad("max-conns-per-ip", c.maxConnsPerIP, "must be positive")
+	case c.maxHeader < 1024:
+		return bad("max-header-bytes", c.maxHeader, "must be at least 1024")
+	case c.maxCampaigns < 1:
+		return bad("max-campaigns", c.maxCampaigns, "must be positive")
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	want := config{
 		addr: "127.0.0.1:8080", dedup: "bloom", dedupTTL: time.Hour, dedupSlices: 6,
 		dedupCapacity: 10_000_000, dedupFP: 0.001, maxBody: 4194304, maxSkew: time.Minute,
+		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
+		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
 	}
 	if *c != want {
 		t.Fatalf("defaults: got %+v, want %+v", *c, want)
@@ -37,6 +39,9 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 			"IMPRESSIOND_DEDUP_FP":       "0.01",
 			"IMPRESSIOND_ADDR":           ":9999",
 			"IMPRESSIOND_MAX_SKEW":       "5s",
+			"IMPRESSIOND_READ_TIMEOUT":   "2s",
+			"IMPRESSIOND_ADMIN_TOKEN":    "s3cret",
+			"IMPRESSIOND_MAX_CAMPAIGNS":  "7",
 		}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +49,8 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	want := config{
 		addr: ":9999", dedup: "exact", dedupTTL: 30 * time.Minute, dedupSlices: 12,
 		dedupCapacity: 5000, dedupFP: 0.01, maxBody: 1024, maxSkew: 5 * time.Second,
+		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
+		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
 	}
 	if *c != want {
 		t.Fatalf("got %+v, want %+v", *c, want)
@@ -72,6 +79,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, map[string]string{"IMPRESSIOND_DEDUP_FP": "lots"}, "-dedup-fp"},
 		{nil, map[string]string{"IMPRESSIOND_MAX_BODY": "4MB"}, "-max-body"},
 		{nil, map[string]string{"IMPRESSIOND_DEDUP": "maybe"}, "-dedup"},
+		{[]string{"-read-timeout", "0s"}, nil, "-read-timeout"},
+		{[]string{"-idle-timeout", "-1s"}, nil, "-idle-timeout"},
+		{[]string{"-max-conns", "0"}, nil, "-max-conns"},
+		{[]string{"-max-conns-per-ip", "0"}, nil, "-max-conns-per-ip"},
+		{[]string{"-max-header-bytes", "100"}, nil, "-max-header-bytes"},
+		{[]string{"-max-campaigns", "0"}, nil, "-max-campaigns"},
 	} {
 		_, err := parseConfig(tc.args, env(tc.env), io.Discard)
 		var ue *usageError

@@ -44,6 +44,12 @@ func main() {
 	}
 }
 
+// isLoopback reports whether a listener only accepts local connections.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
 func run(cfg *config, log *slog.Logger) error {
 	dedup, err := sketch.New(cfg.dedup, sketch.Options{
 		TTL:               cfg.dedupTTL,
@@ -59,6 +65,16 @@ func run(cfg *config, log *slog.Logger) error {
 		MaxBodySize: cfg.maxBody,
 		MaxSkew:     cfg.maxSkew,
 		Logger:      log,
+
+		ReadTimeout:    cfg.readTimeout,
+		WriteTimeout:   cfg.writeTimeout,
+		IdleTimeout:    cfg.idleTimeout,
+		MaxConns:       cfg.maxConns,
+		MaxConnsPerIP:  cfg.maxConnsPerIP,
+		MaxHeaderBytes: cfg.maxHeader,
+		MaxCampaigns:   cfg.maxCampaigns,
+		AdminToken:     cfg.adminToken,
+		IngestToken:    cfg.ingestToken,
 	})
 	if err != nil {
 		return err
@@ -82,12 +98,21 @@ func run(cfg *config, log *slog.Logger) error {
 		"dedup_ttl", cfg.dedupTTL, "dedup_slices", cfg.dedupSlices,
 		"dedup_capacity", cfg.dedupCapacity, "dedup_fp", cfg.dedupFP,
 		"max_body", cfg.maxBody, "max_skew", cfg.maxSkew,
+		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
+		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
+		"max_campaigns", cfg.maxCampaigns,
+		// Never the tokens themselves: only whether they are set.
+		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
 	}
 	if b, ok := dedup.(*sketch.Bloom); ok {
 		attrs = append(attrs, "dedup_bytes", b.Bytes(), "dedup_memory", fmt.Sprintf("%.1fMiB", float64(b.Bytes())/(1<<20)),
 			"bloom_filters", fmt.Sprintf("%d shards x %d generations x %d bits, k=%d", b.Shards(), b.Generations(), b.FilterBits(), b.HashCount()))
 	}
 	log.Info("impressiond starting", attrs...)
+	if (cfg.adminToken == "" || cfg.ingestToken == "") && !isLoopback(ln.Addr()) {
+		log.Warn("listening on a non-loopback address without -admin-token and -ingest-token: anyone who can reach it can create campaigns and track impressions",
+			"addr", ln.Addr().String(), "admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

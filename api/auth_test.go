@@ -1,0 +1,55 @@
+package api
+
+import (
+	"testing"
+)
+
+func TestTokens(t *testing.T) {
+	const admin, ingest = "admin-s3cret", "ingest-s3cret"
+	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken, o.IngestToken = admin, ingest })
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+	// Set up with the admin token.
+	ts.doWith("POST", "/api/v1/campaigns", `{"id":"c1","name":"One"}`, bearer(admin)).want(t, 201)
+
+	for _, tc := range []struct {
+		name         string
+		method, path string
+		body         string
+		header       map[string]string
+		status       int
+	}{
+		{"create without token", "POST", "/api/v1/campaigns", `{"id":"c2","name":"x"}`, nil, 401},
+		{"create with ingest token", "POST", "/api/v1/campaigns", `{"id":"c2","name":"x"}`, bearer(ingest), 401},
+		{"create with wrong token", "POST", "/api/v1/campaigns", `{"id":"c2","name":"x"}`, bearer("nope"), 401},
+		{"create with token prefix", "POST", "/api/v1/campaigns", `{"id":"c2","name":"x"}`, bearer(admin[:5]), 401},
+		{"create with basic auth", "POST", "/api/v1/campaigns", `{"id":"c2","name":"x"}`, map[string]string{"Authorization": "Basic " + admin}, 401},
+		{"list without token", "GET", "/api/v1/campaigns", "", nil, 401},
+		{"get with ingest token", "GET", "/api/v1/campaigns/c1", "", bearer(ingest), 401},
+		{"stats without token", "GET", "/api/v1/campaigns/c1/stats", "", nil, 401},
+		{"stats with ingest token", "GET", "/api/v1/campaigns/c1/stats", "", bearer(ingest), 401},
+		{"track without token", "POST", "/api/v1/impressions", track("c1", "u1"), nil, 401},
+		{"track with admin token", "POST", "/api/v1/impressions", track("c1", "u1"), bearer(admin), 401},
+		{"batch with admin token", "POST", "/api/v1/impressions/batch", "[" + track("c1", "u1") + "]", bearer(admin), 401},
+		{"list with admin token", "GET", "/api/v1/campaigns", "", bearer(admin), 200},
+		{"scheme is case-insensitive", "GET", "/api/v1/campaigns/c1", "", map[string]string{"Authorization": "bearer " + admin}, 200},
+		{"stats with admin token", "GET", "/api/v1/campaigns/c1/stats", "", bearer(admin), 200},
+		{"track with ingest token", "POST", "/api/v1/impressions", track("c1", "u1"), bearer(ingest), 200},
+		{"batch with ingest token", "POST", "/api/v1/impressions/batch", "[" + track("c1", "u2") + "]", bearer(ingest), 200},
+		{"healthz is open", "GET", "/healthz", "", nil, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ts.doWith(tc.method, tc.path, tc.body, tc.header).want(t, tc.status)
+			if tc.status == 401 && r.header["Www-Authenticate"] == "" && r.header["WWW-Authenticate"] == "" {
+				t.Fatalf("401 without WWW-Authenticate: %v", r.header)
+			}
+		})
+	}
+	// Refused requests changed nothing.
+	var s statsJSON
+	ts.doWith("GET", "/api/v1/campaigns/c1/stats", "", bearer(admin)).want(t, 200).decode(t, &s)
+	if s.Total != 2 {
+		t.Fatalf("total: got %d, want 2 (only the two authorised impressions)", s.Total)
+	}
+	ts.doWith("GET", "/api/v1/campaigns/c2", "", bearer(admin)).want(t, 404)
+}

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/impressiond/impressiond/sketch"
+)
+
+func TestMaxCampaigns(t *testing.T) {
+	ts := newTestServer(t, "exact", func(o *Options) { o.MaxCampaigns = 3 })
+	for _, id := range []string{"a", "b", "c"} {
+		ts.createCampaign(id)
+	}
+	r := ts.do("POST", "/api/v1/campaigns", `{"id":"d","name":"one too many"}`).want(t, 409)
+	if !strings.Contains(string(r.body), "limit") {
+		t.Fatalf("limit error should say so: %s", r.body)
+	}
+	ts.do("POST", "/api/v1/campaigns", `{"id":"a","name":"dup"}`).want(t, 409)
+	var list campaignListJSON
+	ts.do("GET", "/api/v1/campaigns", "").want(t, 200).decode(t, &list)
+	if len(list.Campaigns) != 3 {
+		t.Fatalf("campaigns: got %d, want 3", len(list.Campaigns))
+	}
+	ts.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
+}
+
+func TestMaxCampaignsConcurrent(t *testing.T) {
+	ts := newTestServer(t, "exact", func(o *Options) { o.MaxCampaigns = 10 })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created := 0
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ts.do("POST", "/api/v1/campaigns", fmt.Sprintf(`{"id":"c%d","name":"x"}`, i)).status == 201 {
+				mu.Lock()
+				created++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if created != 10 {
+		t.Fatalf("created %d campaigns with a limit of 10", created)
+	}
+}
+
+func TestPanicIsRecovered(t *testing.T) {
+	var logged strings.Builder
+	ts := newTestServer(t, "exact", func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
+	h := ts.srv.recoverPanics(func(ctx *fasthttp.RequestCtx) {
+		ctx.SetBodyString("partial")
+		panic("boom")
+	})
+	var ctx fasthttp.RequestCtx
+	h(&ctx)
+	if got, want := string(ctx.Response.Body()), `{"error":"internal server error","code":500}`; ctx.Response.StatusCode() != 500 || got != want {
+		t.Fatalf("after a panic: %d %s, want 500 %s", ctx.Response.StatusCode(), got, want)
+	}
+	if !strings.Contains(logged.String(), "panic in handler") || !strings.Contains(logged.String(), "limits_test.go") {
+		t.Fatalf("the panic and its stack must be logged, got %q", logged.String())
+	}
+	ts.do("GET", "/healthz", "").want(t, 200)
+}
+
+func TestHeaderTooLarge(t *testing.T) {
+	ts := newTestServer(t, "exact", func(o *Options) { o.MaxHeaderBytes = 2048 })
+	ts.doWith("GET", "/healthz", "", map[string]string{"X-Big": strings.Repeat("h", 4096)}).want(t, 431)
+	ts.do("GET", "/healthz", "").want(t, 200)
+}
+
+// TestSlowClients opens many connections that send half a request and
+// stall: a normal client must still be answered quickly, and the stalled
+// connections must be closed once the read timeout passes.
+func TestSlowClients(t *testing.T) {
+	const stalled, readTimeout = 200, 500 * time.Millisecond
+	d, _ := sketch.NewExact(sketch.Options{})
+	srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, ReadTimeout: readTimeout, MaxConnsPerIP: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(t.Context())
+
+	conns := make([]net.Conn, stalled)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Headers promise a body that never comes.
+		fmt.Fprintf(c, "POST /api/v1/impressions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"campaign_id\":")
+		conns[i] = c
+	}
+
+	client := &http.Client{Timeout: time.Second}
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		resp, err := client.Get("http://" + ln.Addr().String() + "/healthz")
+		if err != nil {
+			t.Fatalf("healthz with %d stalled connections: %v", stalled, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != 200 || took > 100*time.Millisecond {
+			t.Fatalf("healthz with %d stalled connections: %d after %s, want 200 within 100ms", stalled, resp.StatusCode, took)
+		}
+	}
+
+	// Every stalled connection is answered or closed once the timeout passes.
+	deadline := time.Now().Add(readTimeout + 2*time.Second)
+	for i, c := range conns {
+		c.SetReadDeadline(deadline)
+		_, err := io.ReadAll(bufio.NewReader(c))
+		if err != nil {
+			t.Fatalf("stalled connection %d not closed by the server within %s: %v", i, readTimeout+2*time.Second, err)
+		}
+	}
+}
