@@ -1,7 +1,10 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -ldflags "-X main.version=$(VERSION)"
 
-.PHONY: build run test bench lint loadtest
+.PHONY: build run test bench lint loadtest fuzz
+
+FUZZTIME ?= 20s
+FUZZ_TARGETS := FuzzTrackHandler FuzzBatchHandler FuzzCreateCampaign FuzzParseTime
 
 build:
 	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
@@ -18,6 +21,12 @@ bench:
 
 loadtest:
 	bash loadtest/smoke.sh
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./api || exit 1; \
+	done
 
 lint:
 	go vet ./...
