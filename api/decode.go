@@ -7,54 +7,17 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// trackRequest is one decoded TrackImpressionRequest. Its byte slices point
-// into the parser's memory and are valid until the parser is returned to
-// its pool: nothing here may outlive the request.
+// trackRequest is one decoded TrackImpressionRequest, filled by a scanner
+// (scan.go). Its byte slices point into the request body or the scanner's
+// scratch buffer and are valid until the scanner is reused: nothing here may
+// outlive the request. A nil field is absent (or null), a non-nil empty one
+// is present and empty.
 type trackRequest struct {
 	campaignID []byte
 	userID     []byte
 	adID       []byte
 	timestamp  []byte
 	hasTS      bool
-}
-
-// decode fills r from a JSON object. Only a value of the wrong JSON type is
-// an error here (400); rules on well-typed values are judged later (422).
-// Unknown fields are ignored, null counts as absent, and of duplicate keys
-// the last one wins, as with encoding/json.
-func (r *trackRequest) decode(v *fastjson.Value) *apiError {
-	o, err := v.Object()
-	if err != nil {
-		return errNotObject
-	}
-	*r = trackRequest{}
-	var bad *apiError
-	o.Visit(func(key []byte, v *fastjson.Value) {
-		var dst *[]byte
-		var typeErr *apiError
-		switch string(key) {
-		case "campaign_id":
-			dst, typeErr = &r.campaignID, errCampaignIDType
-		case "user_id":
-			dst, typeErr = &r.userID, errUserIDType
-		case "ad_id":
-			dst, typeErr = &r.adID, errAdIDType
-		case "timestamp":
-			dst, typeErr = &r.timestamp, errTimestampType
-		default:
-			return
-		}
-		b, ok := stringOrNull(v)
-		if !ok {
-			if bad == nil {
-				bad = typeErr
-			}
-			return
-		}
-		*dst = b
-	})
-	r.hasTS = r.timestamp != nil
-	return bad
 }
 
 // stringOrNull returns a string value's bytes, nil for null, and false for

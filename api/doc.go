@@ -7,8 +7,9 @@
 // {"error": "<message>", "code": <HTTP status>} and changes no state. See
 // docs/openapi.yaml for the full contract.
 //
-// The track path holds no global lock and does not allocate beyond JSON
-// decoding: parsers are pooled, campaigns are read from copy-on-write shards
-// without locking, dedup and counters are sharded or atomic, and the clock
-// is a coarse one refreshed by a ticker.
+// The track path holds no global lock and does not allocate: bodies are
+// decoded by a schema-specific scanner into slices of the body (scan.go),
+// campaigns are read from copy-on-write shards without locking, dedup and
+// counters are sharded or atomic, and the clock is a coarse one refreshed
+// by a ticker.
 package api

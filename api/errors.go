@@ -45,6 +45,8 @@ var (
 	errCampaignIDRequired = newError(fasthttp.StatusUnprocessableEntity, "campaign_id is required")
 	errUserIDRequired     = newError(fasthttp.StatusUnprocessableEntity, "user_id is required")
 	errUserIDTooLong      = newError(fasthttp.StatusUnprocessableEntity, "user_id must be at most "+strconv.Itoa(maxIDBytes)+" bytes")
+	errUserIDChars        = newError(fasthttp.StatusUnprocessableEntity, "user_id must be valid UTF-8 without control characters")
+	errAdIDChars          = newError(fasthttp.StatusUnprocessableEntity, "ad_id must be valid UTF-8 without control characters")
 	errAdIDTooLong        = newError(fasthttp.StatusUnprocessableEntity, "ad_id must be at most "+strconv.Itoa(maxIDBytes)+" bytes")
 	errTimestampFormat    = newError(fasthttp.StatusUnprocessableEntity, "timestamp must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
 	errBeforeStart        = newError(fasthttp.StatusUnprocessableEntity, "timestamp is before the campaign's start_time")

@@ -134,3 +134,64 @@ func TestSlowClients(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionLimits holds connections open and checks that the next
+// one over a limit is refused with the JSON error, and that a closed
+// connection frees its slot.
+func TestConnectionLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		max, perIP int
+		status     int
+	}{
+		{"per IP", 100, 3, 429},
+		{"overall", 3, 100, 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := sketch.NewExact(sketch.Options{})
+			srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, MaxConns: tc.max, MaxConnsPerIP: tc.perIP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer srv.Shutdown(t.Context())
+			held := make([]net.Conn, 3)
+			for i := range held {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				held[i] = c
+			}
+			time.Sleep(50 * time.Millisecond) // let the server accept them
+			resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), fmt.Sprintf(`"code":%d`, tc.status)) {
+				t.Fatalf("over the limit: %d %s, want %d with the JSON error", resp.StatusCode, body, tc.status)
+			}
+			held[0].Close()
+			for deadline := time.Now().Add(2 * time.Second); ; {
+				resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("a closed connection did not free its slot")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -51,11 +51,12 @@ type Options struct {
 	// IdleTimeout bounds how long a keep-alive connection may wait for its
 	// next request. By default 60s.
 	IdleTimeout time.Duration
-	// MaxConns caps concurrent connections; more are refused with a 503.
+	// MaxConns caps concurrent connections; more are refused with a 503
+	// JSON error.
 	// By default 10,000.
 	MaxConns int
 	// MaxConnsPerIP caps concurrent connections from one client IP; more
-	// are refused with a 429. By default 1,000.
+	// are refused with a 429 JSON error. By default 1,000.
 	MaxConnsPerIP int
 	// MaxHeaderBytes caps the request line and headers; larger ones get a
 	// 431. By default 8 KiB.
@@ -111,6 +112,8 @@ type Server struct {
 	parsers   fastjson.ParserPool
 	now       func() time.Time
 	maxSkew   time.Duration
+	maxConns  int
+	perIP     int
 	log       *slog.Logger
 	admin     token
 	ingest    token
@@ -140,6 +143,8 @@ func New(o Options) (*Server, error) {
 		campaigns: newCampaignTable(o.MaxCampaigns),
 		now:       o.Now,
 		maxSkew:   o.MaxSkew,
+		maxConns:  o.MaxConns,
+		perIP:     o.MaxConnsPerIP,
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
 		admin:     newToken(o.AdminToken),
@@ -160,8 +165,6 @@ func New(o Options) (*Server, error) {
 		ReadTimeout:                   o.ReadTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
-		Concurrency:                   o.MaxConns,
-		MaxConnsPerIP:                 o.MaxConnsPerIP,
 		ReadBufferSize:                o.MaxHeaderBytes,
 		CloseOnShutdown:               true,
 		DisablePreParseMultipartForm:  true,
@@ -196,8 +199,11 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	return s.recoverPanics(r.Handler)
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+// Serve accepts connections on ln until Shutdown, within the connection
+// limits of Options.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(newLimitListener(ln, s.maxConns, s.perIP))
+}
 
 // Shutdown stops accepting connections, waits for in-flight requests to
 // finish (or ctx to end), then stops the background goroutines.

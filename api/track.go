@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,17 +23,17 @@ var (
 	bodyDuplicate = []byte(`{"status":"duplicate","message":"impression not counted: this user was already counted for this campaign within the dedup window"}`)
 )
 
+// scanners holds the scanners of single impressions. The request decoded
+// may point into its scanner, so the scanner goes back only once the
+// request is done with.
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
+
 // trackImpression serves POST /api/v1/impressions.
 func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
-	if err != nil {
-		malformedJSON(ctx, err)
-		return
-	}
+	sc := scanners.Get().(*scanner)
+	defer scanners.Put(sc)
 	var req trackRequest
-	if e := req.decode(v); e != nil {
+	if e := sc.decodeTrack(ctx.PostBody(), &req); e != nil {
 		writeError(ctx, e)
 		return
 	}
@@ -50,9 +51,10 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// batchBuf holds one batch's decoded items and its response; pooled
-// because a full batch is 10,000 items.
+// batchBuf holds one batch's decoded items, the scanner they may point
+// into, and the response; pooled because a full batch is 10,000 items.
 type batchBuf struct {
+	sc    scanner
 	items []trackRequest
 	out   []byte
 }
@@ -64,39 +66,11 @@ var batchPool = sync.Pool{New: func() any { return new(batchBuf) }}
 // with nothing counted; then items are applied in order, each judged on its
 // own.
 func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
-	if err != nil {
-		malformedJSON(ctx, err)
-		return
-	}
-	arr, err := v.Array()
-	if err != nil {
-		writeError(ctx, errNotArray)
-		return
-	}
-	switch {
-	case len(arr) == 0:
-		writeError(ctx, errBatchEmpty)
-		return
-	case len(arr) > MaxBatch:
-		writeError(ctx, errBatchTooLarge)
-		return
-	}
 	buf := batchPool.Get().(*batchBuf)
 	defer batchPool.Put(buf)
-	buf.items = slicesGrow(buf.items[:0], len(arr))
-	for i, item := range arr {
-		if e := buf.items[i].decode(item); e != nil {
-			if e == errNotObject {
-				e = errorf(e.code, "item %d must be a JSON object", i)
-			} else {
-				e = errorf(e.code, "item %d: %s", i, e.msg)
-			}
-			writeError(ctx, e)
-			return
-		}
+	if e := buf.sc.decodeBatch(ctx.PostBody(), &buf.items); e != nil {
+		writeError(ctx, e)
+		return
 	}
 
 	now := s.now()
@@ -140,13 +114,6 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 	ctx.Response.AppendBody(out)
 }
 
-func slicesGrow(s []trackRequest, n int) []trackRequest {
-	if cap(s) < n {
-		return make([]trackRequest, n)
-	}
-	return s[:n]
-}
-
 // track judges and applies one impression arriving at now: validation
 // (422) first, then the campaign lookup (404), then the rules that need the
 // campaign, then dedup and counting. last caches the campaign of the
@@ -161,6 +128,10 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign) (dup boo
 		return false, errUserIDTooLong
 	case len(r.adID) > maxIDBytes:
 		return false, errAdIDTooLong
+	case !cleanID(r.userID):
+		return false, errUserIDChars
+	case !cleanID(r.adID):
+		return false, errAdIDChars
 	}
 	at := now
 	if r.hasTS {
@@ -192,4 +163,27 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign) (dup boo
 	}
 	c.counter.Add(stats.Minute(at), stats.Minute(now))
 	return false, nil
+}
+
+// cleanID reports whether an id is valid UTF-8 without control characters
+// (C0, DEL, C1). Ids end up in logs, exports and dashboards, where such
+// bytes do damage; and two byte strings that render alike should not count
+// as two users.
+func cleanID(b []byte) bool {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if (r == utf8.RuneError && size == 1) || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+		i += size
+	}
+	return true
 }
