@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,27 @@ func TestParseConfigErrors(t *testing.T) {
 		}
 		if msg := err.Error(); !strings.Contains(msg, tc.flag) || strings.Contains(msg, "\n") {
 			t.Errorf("%v %v: message %q must be one line naming %s", tc.args, tc.env, msg, tc.flag)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:8080", true},
+		{"[::1]:8080", true},
+		{"0.0.0.0:8080", false},
+		{"[::]:8080", false},
+		{"10.1.2.3:8080", false},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isLoopback(a); got != tc.want {
+			t.Errorf("isLoopback(%s) = %v, want %v", tc.addr, got, tc.want)
 		}
 	}
 }
