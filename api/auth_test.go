@@ -36,7 +36,11 @@ func TestTokens(t *testing.T) {
 		{"stats with admin token", "GET", "/api/v1/campaigns/c1/stats", "", bearer(admin), 200},
 		{"track with ingest token", "POST", "/api/v1/impressions", track("c1", "u1"), bearer(ingest), 200},
 		{"batch with ingest token", "POST", "/api/v1/impressions/batch", "[" + track("c1", "u2") + "]", bearer(ingest), 200},
+		{"series without token", "GET", "/api/v1/campaigns/c1/series", "", nil, 401},
+		{"series with ingest token", "GET", "/api/v1/campaigns/c1/series", "", bearer(ingest), 401},
+		{"series with admin token", "GET", "/api/v1/campaigns/c1/series", "", bearer(admin), 200},
 		{"healthz is open", "GET", "/healthz", "", nil, 200},
+		{"readyz is open", "GET", "/readyz", "", nil, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ts.doWith(tc.method, tc.path, tc.body, tc.header).want(t, tc.status)

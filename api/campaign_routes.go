@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -145,4 +146,45 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType(contentTypeJSON)
 	ctx.SetBody(b)
+}
+
+var errBadWindow = newError(fasthttp.StatusUnprocessableEntity, "window must be 1h or 24h")
+
+// getSeries serves GET /api/v1/campaigns/{id}/series?window=1h|24h: the
+// per-minute counts of the window ending with the current minute, oldest
+// first, minutes without impressions as zeros. The window defaults to 1h.
+func (s *Server) getSeries(ctx *fasthttp.RequestCtx) {
+	var n int
+	switch w := string(ctx.QueryArgs().Peek("window")); w {
+	case "", "1h":
+		n = stats.HourMinutes
+	case "24h":
+		n = stats.DayMinutes
+	default:
+		writeError(ctx, errBadWindow)
+		return
+	}
+	c := s.campaignFromPath(ctx)
+	if c == nil {
+		writeError(ctx, errCampaignNotFound)
+		return
+	}
+	now := stats.Minute(s.now())
+	out := make([]byte, 0, 64+n*48)
+	out = append(out, `{"campaign_id":`...)
+	out = appendJSONString(out, c.id)
+	out = append(out, `,"resolution":"1m","points":[`...)
+	for m := now - int64(n) + 1; m <= now; m++ {
+		if m > now-int64(n)+1 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"t":"`...)
+		out = time.Unix(m*60, 0).UTC().AppendFormat(out, time.RFC3339)
+		out = append(out, `","count":`...)
+		out = strconv.AppendUint(out, c.counter.At(m), 10)
+		out = append(out, '}')
+	}
+	out = append(out, "]}"...)
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetBody(out)
 }

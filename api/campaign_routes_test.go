@@ -137,6 +137,7 @@ func TestRoutingErrors(t *testing.T) {
 		{"POST", "/api/v1/campaigns/x/stats", 405, "GET"},
 		{"POST", "/healthz", 405, "GET"},
 		{"OPTIONS", "/healthz", 405, "GET"},
+		{"POST", "/readyz", 405, "GET"},
 	} {
 		r := ts.do(tc.method, tc.path, "").want(t, tc.status)
 		if got := r.header["Allow"]; got != tc.allow {

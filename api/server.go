@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -122,6 +123,7 @@ type Server struct {
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
 
+	ready  atomic.Bool  // serving and not shutting down: /readyz answers 200
 	clock  *coarseClock // nil when Options.Now was given
 	stopCh chan struct{}
 	wg     sync.WaitGroup
@@ -195,19 +197,23 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
 	r.POST("/api/v1/impressions", guard(s.ingest, s.trackImpression))
 	r.POST("/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
+	r.GET("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
 	return s.recoverPanics(r.Handler)
 }
 
 // Serve accepts connections on ln until Shutdown, within the connection
 // limits of Options.
 func (s *Server) Serve(ln net.Listener) error {
+	s.ready.Store(true)
 	return s.http.Serve(newLimitListener(ln, s.maxConns, s.perIP))
 }
 
 // Shutdown stops accepting connections, waits for in-flight requests to
 // finish (or ctx to end), then stops the background goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false) // load balancers stop sending before connections close
 	err := s.http.ShutdownWithContext(ctx)
 	s.Close()
 	return err
@@ -258,6 +264,19 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.SetBytesV("Allow", kept)
 	writeError(ctx, errMethodNotAllowed)
+}
+
+var errNotReady = newError(fasthttp.StatusServiceUnavailable, "not ready: starting or shutting down")
+
+// readyz answers 200 while the server is serving, 503 before Serve and
+// from the start of Shutdown, so a load balancer drains it first.
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	if !s.ready.Load() {
+		writeError(ctx, errNotReady)
+		return
+	}
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetBodyString(`{"status":"ready"}`)
 }
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
