@@ -71,6 +71,9 @@ type Options struct {
 	AdminToken string
 	// IngestToken, when set, is required the same way to track impressions.
 	IngestToken string
+
+	// AccessLog logs one line per request to Logger. Off by default.
+	AccessLog bool
 }
 
 func (o *Options) setDefaults() {
@@ -124,6 +127,7 @@ type Server struct {
 	errBodyTooLarge *apiError
 
 	ready  atomic.Bool  // serving and not shutting down: /readyz answers 200
+	access *accessLog   // nil unless Options.AccessLog
 	clock  *coarseClock // nil when Options.Now was given
 	stopCh chan struct{}
 	wg     sync.WaitGroup
@@ -154,6 +158,9 @@ func New(o Options) (*Server, error) {
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
+	}
+	if o.AccessLog {
+		s.access = newAccessLog(o.Logger)
 	}
 	if s.now == nil {
 		s.clock = newCoarseClock()
@@ -200,7 +207,11 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
-	return s.recoverPanics(r.Handler)
+	h := s.recoverPanics(r.Handler)
+	if s.access != nil {
+		h = s.access.wrap(h)
+	}
+	return h
 }
 
 // Serve accepts connections on ln until Shutdown, within the connection
@@ -227,6 +238,9 @@ func (s *Server) Close() {
 		s.wg.Wait()
 		if s.clock != nil {
 			s.clock.Stop()
+		}
+		if s.access != nil {
+			s.access.stop()
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -23,6 +24,9 @@ type config struct {
 	maxBody       int
 	maxSkew       time.Duration
 	debugAddr     string
+	logFormat     string
+	logLevel      string
+	accessLog     bool
 	readTimeout   time.Duration
 	writeTimeout  time.Duration
 	idleTimeout   time.Duration
@@ -61,6 +65,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, bearer token required to create, list and read campaigns and stats")
 	fs.StringVar(&c.ingestToken, "ingest-token", "", "if set, bearer token required to track impressions")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "least severe level logged: debug, info, warn or error")
+	fs.BoolVar(&c.accessLog, "access-log", false, "log one line per request")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "if set, serve net/http/pprof on this separate address (never on -addr)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 
@@ -144,6 +151,23 @@ func (c *config) validate() error {
 		return bad("max-header-bytes", c.maxHeader, "must be at least 1024")
 	case c.maxCampaigns < 1:
 		return bad("max-campaigns", c.maxCampaigns, "must be positive")
+	case c.logFormat != "text" && c.logFormat != "json":
+		return bad("log-format", c.logFormat, "want text or json")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return bad("log-level", c.logLevel, "want debug, info, warn or error")
 	}
 	return nil
+}
+
+// logger builds the process logger the flags ask for.
+func (c *config) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.logLevel)) // validated by validate
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

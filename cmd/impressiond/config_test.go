@@ -23,6 +23,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		dedupCapacity: 10_000_000, dedupFP: 0.001, maxBody: 4194304, maxSkew: time.Minute,
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
+		logFormat: "text", logLevel: "info",
 	}
 	if *c != want {
 		t.Fatalf("defaults: got %+v, want %+v", *c, want)
@@ -43,6 +44,9 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 			"IMPRESSIOND_READ_TIMEOUT":   "2s",
 			"IMPRESSIOND_ADMIN_TOKEN":    "s3cret",
 			"IMPRESSIOND_MAX_CAMPAIGNS":  "7",
+			"IMPRESSIOND_LOG_FORMAT":     "json",
+			"IMPRESSIOND_LOG_LEVEL":      "debug",
+			"IMPRESSIOND_ACCESS_LOG":     "true",
 		}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +56,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 		dedupCapacity: 5000, dedupFP: 0.01, maxBody: 1024, maxSkew: 5 * time.Second,
 		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
+		logFormat: "json", logLevel: "debug", accessLog: true,
 	}
 	if *c != want {
 		t.Fatalf("got %+v, want %+v", *c, want)
@@ -86,6 +91,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-max-conns-per-ip", "0"}, nil, "-max-conns-per-ip"},
 		{[]string{"-max-header-bytes", "100"}, nil, "-max-header-bytes"},
 		{[]string{"-max-campaigns", "0"}, nil, "-max-campaigns"},
+		{[]string{"-log-format", "xml"}, nil, "-log-format"},
+		{[]string{"-log-level", "loud"}, nil, "-log-level"},
+		{nil, map[string]string{"IMPRESSIOND_ACCESS_LOG": "maybe"}, "-access-log"},
 	} {
 		_, err := parseConfig(tc.args, env(tc.env), io.Discard)
 		var ue *usageError

@@ -37,7 +37,7 @@ func main() {
 		fmt.Println("impressiond", version)
 		return
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := cfg.logger(os.Stderr)
 	if err := run(cfg, log); err != nil {
 		log.Error("impressiond stopped", "err", err)
 		os.Exit(1)
@@ -75,6 +75,7 @@ func run(cfg *config, log *slog.Logger) error {
 		MaxCampaigns:   cfg.maxCampaigns,
 		AdminToken:     cfg.adminToken,
 		IngestToken:    cfg.ingestToken,
+		AccessLog:      cfg.accessLog,
 	})
 	if err != nil {
 		return err
@@ -100,7 +101,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"max_body", cfg.maxBody, "max_skew", cfg.maxSkew,
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
-		"max_campaigns", cfg.maxCampaigns,
+		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
 		// Never the tokens themselves: only whether they are set.
 		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
 	}
