@@ -126,9 +126,10 @@ type Server struct {
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
 
-	ready  atomic.Bool  // serving and not shutting down: /readyz answers 200
-	access *accessLog   // nil unless Options.AccessLog
-	clock  *coarseClock // nil when Options.Now was given
+	ready  atomic.Bool         // serving and not shutting down: /readyz answers 200
+	access *accessLog          // nil unless Options.AccessLog
+	routes map[string][]string // method → paths, as registered; for tests
+	clock  *coarseClock        // nil when Options.Now was given
 	stopCh chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -207,6 +208,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", s.metricsHandler)
+	r.GET("/", s.dashboard)
+	s.routes = r.List()
 	h := s.recoverPanics(r.Handler)
 	if s.access != nil {
 		h = s.access.wrap(h)
