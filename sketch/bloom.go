@@ -3,6 +3,7 @@ package sketch
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
@@ -17,6 +18,8 @@ type Bloom struct {
 	m, k   uint   // bits and hash positions of every filter, all alike
 	mask   uint64 // shard = Key.Hi & mask
 	shards []bloomShard
+
+	rotations atomic.Uint64 // generations recycled, over all shards
 }
 
 type bloomShard struct {
@@ -79,7 +82,7 @@ func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	s := b.shard(key)
 	e := b.clock.epoch(now)
 	s.mu.Lock()
-	s.advanceLocked(e)
+	s.advanceLocked(e, &b.rotations)
 	if s.hasLocked(pos) {
 		s.mu.Unlock()
 		return true
@@ -99,7 +102,7 @@ func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	s := b.shard(key)
 	e := b.clock.epoch(now)
 	s.mu.Lock()
-	s.advanceLocked(e)
+	s.advanceLocked(e, &b.rotations)
 	seen := s.hasLocked(pos)
 	s.mu.Unlock()
 	return seen
@@ -111,7 +114,7 @@ func (b *Bloom) Advance(now time.Time) {
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		s.advanceLocked(e)
+		s.advanceLocked(e, &b.rotations)
 		s.mu.Unlock()
 	}
 }
@@ -119,6 +122,39 @@ func (b *Bloom) Advance(now time.Time) {
 // Bytes implements Deduper: the bits of every filter, fixed at construction.
 func (b *Bloom) Bytes() int {
 	return len(b.shards) * (b.opts.Slices + 1) * int(b.m/8)
+}
+
+// Rotations returns how many shard generations have been recycled since
+// construction: Shards() per slice boundary once traffic has touched every
+// shard.
+func (b *Bloom) Rotations() uint64 { return b.rotations.Load() }
+
+// NewestFillRatio returns the share of bits set in the newest generation,
+// over all shards. A fresh pair is a false positive in that generation with
+// probability about NewestFillRatio()^HashCount(); at the design load the
+// ratio is about one half. It reads every filter of one generation, so it
+// is meant for metrics scrapes, not the request path.
+func (b *Bloom) NewestFillRatio() float64 {
+	var set, total uint64
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for _, w := range s.words[s.ring.head] {
+			set += uint64(bits.OnesCount64(w))
+		}
+		total += uint64(len(s.words[s.ring.head]) * 64)
+		s.mu.Unlock()
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(set) / float64(total)
+}
+
+// SliceFalsePositiveRate is p_s, the rate each generation's filter is sized
+// for so that a lookup over all of them meets the layer's target.
+func (b *Bloom) SliceFalsePositiveRate() float64 {
+	return sliceRate(b.opts.FalsePositiveRate, b.opts.Slices+1)
 }
 
 // Shards, Generations, FilterBits and HashCount describe the layout chosen
@@ -153,9 +189,14 @@ func (b *Bloom) positions(key Key, pos []uint64) []uint64 {
 	return pos
 }
 
-func (s *bloomShard) advanceLocked(e int64) {
-	for n := s.ring.advance(e); n > 0; n-- {
+func (s *bloomShard) advanceLocked(e int64, rotations *atomic.Uint64) {
+	first := s.ring.epoch == noEpoch // a shard's first touch is not a rotation
+	n := s.ring.advance(e)
+	for i := 0; i < n; i++ {
 		s.gens[s.ring.next()].ClearAll()
+	}
+	if n > 0 && !first {
+		rotations.Add(uint64(n))
 	}
 }
 

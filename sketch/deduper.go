@@ -23,6 +23,12 @@ type Deduper interface {
 	// Bytes is the memory the structure holds: exact for Bloom, an
 	// estimate for Exact.
 	Bytes() int
+
+	// Generations is K+1, the generations kept per shard.
+	Generations() int
+
+	// Rotations counts the shard generations recycled so far.
+	Rotations() uint64
 }
 
 // New returns a Bloom or an Exact window; mode is "bloom" or "exact".

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,8 @@ type Exact struct {
 	clock  clock
 	seed   maphash.Seed
 	shards [exactShards]exactShard
+
+	rotations atomic.Uint64 // generations recycled, over all shards
 }
 
 const exactShards = 256
@@ -54,7 +57,7 @@ func (x *Exact) TestAndAdd(campaign, user []byte, now time.Time) bool {
 	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
-	s.advanceLocked(e)
+	s.advanceLocked(e, &x.rotations)
 	if s.hasLocked(k) {
 		s.mu.Unlock()
 		return true
@@ -76,7 +79,7 @@ func (x *Exact) Test(campaign, user []byte, now time.Time) bool {
 	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
 	e := x.clock.epoch(now)
 	s.mu.Lock()
-	s.advanceLocked(e)
+	s.advanceLocked(e, &x.rotations)
 	seen := s.hasLocked(k)
 	s.mu.Unlock()
 	return seen
@@ -89,10 +92,16 @@ func (x *Exact) Advance(now time.Time) {
 	for i := range x.shards {
 		s := &x.shards[i]
 		s.mu.Lock()
-		s.advanceLocked(e)
+		s.advanceLocked(e, &x.rotations)
 		s.mu.Unlock()
 	}
 }
+
+// Rotations returns how many shard generations have been recycled.
+func (x *Exact) Rotations() uint64 { return x.rotations.Load() }
+
+// Generations returns K+1, the generations kept per shard.
+func (x *Exact) Generations() int { return x.opts.Slices + 1 }
 
 // Len returns the number of pairs held across all live generations.
 func (x *Exact) Len() int {
@@ -134,8 +143,13 @@ func pairKey(dst, campaign, user []byte) []byte {
 	return append(dst, user...)
 }
 
-func (s *exactShard) advanceLocked(e int64) {
-	for n := s.ring.advance(e); n > 0; n-- {
+func (s *exactShard) advanceLocked(e int64, rotations *atomic.Uint64) {
+	first := s.ring.epoch == noEpoch // a shard's first touch is not a rotation
+	n := s.ring.advance(e)
+	if n > 0 && !first {
+		rotations.Add(uint64(n))
+	}
+	for ; n > 0; n-- {
 		i := s.ring.next()
 		s.bytes[i] = 0
 		// A fresh map, not clear(): Go maps never shrink, and memory must

@@ -295,3 +295,35 @@ func TestTestDoesNotAdd(t *testing.T) {
 		}
 	}
 }
+
+func TestRotationsAndFill(t *testing.T) {
+	b, err := NewBloom(Options{Capacity: 60000, Slices: 6, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.NewestFillRatio(); got != 0 {
+		t.Fatalf("fill of an empty filter: %v", got)
+	}
+	for i := 0; i < 10000; i++ {
+		b.TestAndAdd(camp, user(i), t0)
+	}
+	first := b.Rotations()
+	// At the design load (10,000 pairs per slice) about half the bits are set.
+	if got := b.NewestFillRatio(); got < 0.4 || got > 0.6 {
+		t.Fatalf("fill ratio at the design load: %v, want about 0.5", got)
+	}
+	b.Advance(t0.Add(10 * time.Minute))
+	if got := b.Rotations(); got != first+uint64(b.Shards()) {
+		t.Fatalf("rotations after one slice: %d, want %d + %d", got, first, b.Shards())
+	}
+	if got := b.NewestFillRatio(); got != 0 {
+		t.Fatalf("fill after rotation: %v, want 0", got)
+	}
+	x, _ := NewExact(Options{})
+	x.TestAndAdd(camp, user(1), t0)
+	r := x.Rotations()
+	x.Advance(t0.Add(10 * time.Minute))
+	if x.Rotations() != r+1 || x.Generations() != 7 { // untouched shards only initialise
+		t.Fatalf("exact rotations %d (was %d), generations %d", x.Rotations(), r, x.Generations())
+	}
+}
