@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -144,8 +143,8 @@ func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // maxDrain bounds how much of an oversized body is read and discarded.
@@ -198,6 +197,7 @@ func (s *Server) recoverPanics(h fasthttp.RequestHandler) fasthttp.RequestHandle
 }
 
 func (s *Server) handlePanic(ctx *fasthttp.RequestCtx, v any) {
+	s.metrics.panics.Add(1)
 	s.log.Error("panic in handler", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", v, "stack", string(debug.Stack()))
 	ctx.Response.Reset()
 	writeError(ctx, errInternal)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -41,12 +42,20 @@ type testServer struct {
 	t      testing.TB
 	srv    *Server
 	clock  *fakeClock
+	dial   func() (net.Conn, error) // opens a connection to srv
 	client *fasthttp.Client
 }
 
 // newTestServer serves a Server on an in-memory listener with a fake clock.
 // mode is "bloom" or "exact".
 func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServer {
+	t.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	return serveTest(t, mode, ln, ln.Dial, opts...)
+}
+
+// serveTest serves a Server on ln with a fake clock; dial connects to ln.
+func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn, error), opts ...func(*Options)) *testServer {
 	t.Helper()
 	dedup, err := sketch.New(mode, sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001})
 	if err != nil {
@@ -61,7 +70,6 @@ func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := fasthttputil.NewInmemoryListener()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -76,8 +84,9 @@ func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServe
 		t:     t,
 		srv:   srv,
 		clock: clock,
+		dial:  dial,
 		client: &fasthttp.Client{
-			Dial:                func(string) (net.Conn, error) { return ln.Dial() },
+			Dial:                func(string) (net.Conn, error) { return dial() },
 			MaxConnsPerHost:     1024,
 			MaxResponseBodySize: 64 << 20,
 		},
@@ -91,7 +100,7 @@ type response struct {
 }
 
 // do sends one request and returns the response; it fails the test if the
-// response is not JSON.
+// response breaks the contract of docs/openapi.yaml (see contract_test.go).
 func (ts *testServer) do(method, path, body string) response {
 	ts.t.Helper()
 	return ts.doWith(method, path, body, nil)
@@ -115,13 +124,17 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 		ts.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	r := response{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
+	h := http.Header{}
 	for k, v := range resp.Header.All() {
 		r.header[string(k)] = string(v)
+		h.Add(string(k), string(v))
 	}
-	if ct := r.header["Content-Type"]; ct != "application/json" {
-		ts.t.Fatalf("%s %s: Content-Type %q, want application/json (body %s)", method, path, ct, r.body)
+	// The status, media type, headers and body must be the ones
+	// docs/openapi.yaml documents for this method and path.
+	if err := checkContract(method, path, r.status, h, r.body); err != nil {
+		ts.t.Errorf("%s %s: answer %d %.500s breaks the API contract: %v", method, path, r.status, r.body, err)
 	}
-	if !json.Valid(r.body) {
+	if r.header["Content-Type"] == "application/json" && method != "HEAD" && !json.Valid(r.body) {
 		ts.t.Fatalf("%s %s: body is not JSON: %s", method, path, r.body)
 	}
 	return r

@@ -169,14 +169,19 @@ func TestConnectionLimits(t *testing.T) {
 				held[i] = c
 			}
 			time.Sleep(50 * time.Millisecond) // let the server accept them
-			resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.status || !strings.Contains(string(body), fmt.Sprintf(`"code":%d`, tc.status)) {
-				t.Fatalf("over the limit: %d %s, want %d with the JSON error", resp.StatusCode, body, tc.status)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("over the limit: %v", err)
+			}
+			if !strings.HasPrefix(string(resp), fmt.Sprintf("HTTP/1.1 %d ", tc.status)) || !strings.Contains(string(resp), fmt.Sprintf(`"code":%d}`, tc.status)) {
+				t.Fatalf("over the limit: %q, want %d with the JSON error", resp, tc.status)
 			}
 			held[0].Close()
 			for deadline := time.Now().Add(2 * time.Second); ; {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -68,10 +69,25 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// reject answers a refused connection and closes it gently: the request
+// the client may be sending is read and dropped first, and the write side
+// is closed before the read side, because closing a socket with unread
+// data makes the kernel reset it and the client may lose the answer. The
+// whole exchange is bounded to a second.
 func reject(c net.Conn, resp []byte) {
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Write(resp)
-	c.Close()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	var buf [4096]byte
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	c.Read(buf[:]) // the request line and headers, if they came
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write(resp); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
 }
 
 func (l *limitListener) release(ip string) {

@@ -1,8 +1,170 @@
 package api
 
-import "github.com/valyala/fasthttp"
+import (
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+	"unsafe"
 
-// metricsHandler serves GET /metrics in the Prometheus text format.
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/impressiond/impressiond/sketch"
+)
+
+// Metrics are exposed at GET /metrics in the Prometheus text format, with
+// VictoriaMetrics/metrics for the latency histograms and the Go runtime and
+// process metrics (see docs/DESIGN.md for the choice). Labels stay low
+// cardinality: route templates, never campaign or user ids.
+//
+// On the hot path a counter costs one atomic add on a cache-line-padded
+// cell picked by the request context's address, so two cores counting at
+// once rarely touch the same line; cells are summed at scrape time. Latency
+// is observed on one request in latencySample per route: reading the clock
+// twice would cost more than the rest of a track request's bookkeeping.
+
+const (
+	counterCells  = 16
+	latencySample = 16 // power of two
+)
+
+// shardedCounter is a monotonic counter split over padded cells. It is
+// safe for concurrent use.
+type shardedCounter struct {
+	cells [counterCells]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+func (c *shardedCounter) add(ctx *fasthttp.RequestCtx, n uint64) {
+	h := uint64(uintptr(unsafe.Pointer(ctx))) * 0x9e3779b97f4a7c15
+	c.cells[h>>(64-4)].n.Add(n)
+}
+
+func (c *shardedCounter) value() uint64 {
+	var v uint64
+	for i := range c.cells {
+		v += c.cells[i].n.Load()
+	}
+	return v
+}
+
+// statusClasses are the classes a response is counted in.
+var statusClasses = [...]string{"2xx", "3xx", "4xx", "5xx"}
+
+func statusClass(code int) int {
+	switch {
+	case code < 300:
+		return 0
+	case code < 400:
+		return 1
+	case code < 500:
+		return 2
+	}
+	return 3
+}
+
+// routeMetrics are the request counters and latency of one route.
+type routeMetrics struct {
+	method, route string
+	requests      [len(statusClasses)]shardedCounter
+	latency       *metrics.PrometheusHistogram
+}
+
+// serverMetrics holds every metric of one Server. It is safe for
+// concurrent use.
+type serverMetrics struct {
+	set                          *metrics.Set // histograms
+	counted, duplicate, rejected shardedCounter
+	panics                       atomic.Uint64
+	routes                       []*routeMetrics
+}
+
+func newServerMetrics() *serverMetrics {
+	return &serverMetrics{set: metrics.NewSet()}
+}
+
+// route registers a route's metrics; called while building the router.
+func (m *serverMetrics) route(method, route string) *routeMetrics {
+	r := &routeMetrics{method: method, route: route}
+	r.latency = m.set.NewPrometheusHistogram(fmt.Sprintf(
+		`impressiond_http_request_duration_seconds{method=%q,route=%q}`, method, route))
+	m.routes = append(m.routes, r)
+	return r
+}
+
+// instrument counts h's responses by status class and samples its latency.
+func (s *Server) instrument(method, route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	r := s.metrics.route(method, route)
+	return func(ctx *fasthttp.RequestCtx) {
+		// A cheap per-thread random draw picks the sampled requests; a
+		// shared counter would put a contended atomic on every request.
+		if rand.Uint32()&(latencySample-1) != 0 {
+			h(ctx)
+			r.requests[statusClass(ctx.Response.StatusCode())].add(ctx, 1)
+			return
+		}
+		start := time.Now()
+		h(ctx)
+		r.requests[statusClass(ctx.Response.StatusCode())].add(ctx, 1)
+		r.latency.UpdateDuration(start)
+	}
+}
+
+// metricsHandler serves GET /metrics.
 func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	s.writeMetrics(ctx)
+}
+
+func (s *Server) writeMetrics(w io.Writer) {
+	m := s.metrics
+	help := func(name, typ, text string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, typ)
+	}
+	help("impressiond_impressions_total", "counter", "Impressions by outcome: counted, duplicate (within the dedup window), rejected (404/422, or a single impression with a 400).")
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"counted\"} %d\n", m.counted.value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"duplicate\"} %d\n", m.duplicate.value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"rejected\"} %d\n", m.rejected.value())
+
+	help("impressiond_http_requests_total", "counter", "HTTP requests by method, route template and status class.")
+	for _, r := range m.routes {
+		for i, class := range statusClasses {
+			if v := r.requests[i].value(); v > 0 || class == "2xx" {
+				fmt.Fprintf(w, "impressiond_http_requests_total{method=%q,route=%q,code=%q} %d\n", r.method, r.route, class, v)
+			}
+		}
+	}
+	help("impressiond_http_request_duration_seconds", "histogram", fmt.Sprintf("Handler latency by route, observed on one request in %d.", latencySample))
+	m.set.WritePrometheus(w)
+
+	help("impressiond_panics_total", "counter", "Panics recovered in handlers (each answered with a 500).")
+	fmt.Fprintf(w, "impressiond_panics_total %d\n", m.panics.Load())
+	help("impressiond_campaigns", "gauge", "Campaigns registered.")
+	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.campaigns.count.Load())
+
+	help("impressiond_dedup_bytes", "gauge", "Memory held by the dedup window (exact for bloom, an estimate for exact).")
+	fmt.Fprintf(w, "impressiond_dedup_bytes %d\n", s.dedup.Bytes())
+	help("impressiond_dedup_generations", "gauge", "Generations kept per dedup shard (slices + 1).")
+	fmt.Fprintf(w, "impressiond_dedup_generations %d\n", s.dedup.Generations())
+	help("impressiond_dedup_rotations_total", "counter", "Dedup shard generations recycled.")
+	fmt.Fprintf(w, "impressiond_dedup_rotations_total %d\n", s.dedup.Rotations())
+	if b, ok := s.dedup.(*sketch.Bloom); ok {
+		fill := b.NewestFillRatio()
+		help("impressiond_dedup_newest_fill_ratio", "gauge", "Share of bits set in the newest bloom generation; about 0.5 at the design load.")
+		fmt.Fprintf(w, "impressiond_dedup_newest_fill_ratio %g\n", fill)
+		help("impressiond_dedup_newest_fp_estimate", "gauge", "False-positive rate of the newest bloom generation estimated from its fill ratio (fill^k).")
+		fmt.Fprintf(w, "impressiond_dedup_newest_fp_estimate %g\n", math.Pow(fill, float64(b.HashCount())))
+		help("impressiond_dedup_slice_fp_target", "gauge", "The rate each generation is sized for: the -dedup-fp target of the whole layer divided over the generations.")
+		fmt.Fprintf(w, "impressiond_dedup_slice_fp_target %g\n", b.SliceFalsePositiveRate())
+	}
+	if s.access != nil {
+		help("impressiond_access_log_dropped_total", "counter", "Access log lines dropped because the writer fell behind.")
+		fmt.Fprintf(w, "impressiond_access_log_dropped_total %d\n", s.access.dropped.Load())
+	}
+	metrics.WriteProcessMetrics(w)
 }

@@ -126,13 +126,15 @@ type Server struct {
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
 
-	ready  atomic.Bool         // serving and not shutting down: /readyz answers 200
-	access *accessLog          // nil unless Options.AccessLog
-	routes map[string][]string // method → paths, as registered; for tests
-	clock  *coarseClock        // nil when Options.Now was given
-	stopCh chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
+	access  *accessLog          // nil unless Options.AccessLog
+	routes  map[string][]string // method → paths, as registered; for tests
+	handler fasthttp.RequestHandler
+	metrics *serverMetrics
+	clock   *coarseClock // nil when Options.Now was given
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // New returns a Server and starts its maintenance goroutine; Shutdown or
@@ -155,6 +157,7 @@ func New(o Options) (*Server, error) {
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
 		admin:     newToken(o.AdminToken),
+		metrics:   newServerMetrics(),
 		ingest:    newToken(o.IngestToken),
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
@@ -167,8 +170,9 @@ func New(o Options) (*Server, error) {
 		s.clock = newCoarseClock()
 		s.now = s.clock.Now
 	}
+	s.handler = s.buildHandler()
 	s.http = &fasthttp.Server{
-		Handler:                       s.Handler(),
+		Handler:                       s.handler,
 		ErrorHandler:                  s.handleServerError,
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
@@ -187,8 +191,11 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the request router with every route of the API.
-func (s *Server) Handler() fasthttp.RequestHandler {
+// Handler returns the request handler: the router with every route of the
+// API. It is built once, by New.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
+
+func (s *Server) buildHandler() fasthttp.RequestHandler {
 	r := router.New()
 	// Redirects would answer API clients with 301/308 instead of an error;
 	// OPTIONS would answer 200 with no body. Both fall to 404/405 instead.
@@ -199,17 +206,22 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.MethodNotAllowed = methodNotAllowed
 	r.PanicHandler = s.handlePanic
 
-	r.POST("/api/v1/campaigns", guard(s.admin, s.createCampaign))
-	r.GET("/api/v1/campaigns", guard(s.admin, s.listCampaigns))
-	r.GET("/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
-	r.GET("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
-	r.POST("/api/v1/impressions", guard(s.ingest, s.trackImpression))
-	r.POST("/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
-	r.GET("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", s.metricsHandler)
-	r.GET("/", s.dashboard)
+	route := func(method, path string, h fasthttp.RequestHandler) {
+		r.Handle(method, path, s.instrument(method, path, h))
+	}
+	route("POST", "/api/v1/campaigns", guard(s.admin, s.createCampaign))
+	route("GET", "/api/v1/campaigns", guard(s.admin, s.listCampaigns))
+	route("GET", "/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
+	route("GET", "/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
+	route("GET", "/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
+	route("POST", "/api/v1/impressions", guard(s.ingest, s.trackImpression))
+	route("POST", "/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
+	route("GET", "/healthz", s.healthz)
+	route("GET", "/readyz", s.readyz)
+	route("GET", "/metrics", s.metricsHandler)
+	route("GET", "/", s.dashboard)
+	r.NotFound = s.instrument("", "unmatched", r.NotFound)
+	r.MethodNotAllowed = s.instrument("", "method_not_allowed", r.MethodNotAllowed)
 	s.routes = r.List()
 	h := s.recoverPanics(r.Handler)
 	if s.access != nil {

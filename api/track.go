@@ -34,19 +34,23 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 	defer scanners.Put(sc)
 	var req trackRequest
 	if e := sc.decodeTrack(ctx.PostBody(), &req); e != nil {
+		s.metrics.rejected.add(ctx, 1)
 		writeError(ctx, e)
 		return
 	}
 	var last *campaign
 	dup, e := s.track(&req, s.now(), &last)
 	if e != nil {
+		s.metrics.rejected.add(ctx, 1)
 		writeError(ctx, e)
 		return
 	}
 	ctx.SetContentType(contentTypeJSON)
 	if dup {
+		s.metrics.duplicate.add(ctx, 1)
 		ctx.SetBody(bodyDuplicate)
 	} else {
+		s.metrics.counted.add(ctx, 1)
 		ctx.SetBody(bodyCounted)
 	}
 }
@@ -100,6 +104,9 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 	}
 	out = append(out, "]}"...)
 	buf.out = out
+	s.metrics.counted.add(ctx, uint64(counted))
+	s.metrics.duplicate.add(ctx, uint64(dups))
+	s.metrics.rejected.add(ctx, uint64(rejected))
 
 	ctx.SetContentType(contentTypeJSON)
 	var headBuf [96]byte

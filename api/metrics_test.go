@@ -1,0 +1,76 @@
+package api
+
+import (
+	"github.com/valyala/fasthttp"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestMetrics(t *testing.T) {
+	ts := newTestServer(t, "bloom")
+	ts.createCampaign("secret-campaign")
+	ts.do("POST", "/api/v1/impressions", track("secret-campaign", "secret-user")).want(t, 200)
+	ts.do("POST", "/api/v1/impressions", track("secret-campaign", "secret-user")).want(t, 200)
+	ts.do("POST", "/api/v1/impressions", track("nope", "u")).want(t, 404)
+	ts.do("POST", "/api/v1/impressions/batch", "["+track("secret-campaign", "a")+","+track("secret-campaign", "a")+","+`{"campaign_id":"secret-campaign"}`+"]").want(t, 200)
+	ts.do("GET", "/nope", "").want(t, 404)
+
+	ctx := scrape(t, ts)
+	for _, want := range []string{
+		`impressiond_impressions_total{result="counted"} 2`,
+		`impressiond_impressions_total{result="duplicate"} 2`,
+		`impressiond_impressions_total{result="rejected"} 2`,
+		`impressiond_http_requests_total{method="POST",route="/api/v1/impressions",code="2xx"} 2`,
+		`impressiond_http_requests_total{method="POST",route="/api/v1/impressions",code="4xx"} 1`,
+		`impressiond_http_requests_total{method="POST",route="/api/v1/impressions/batch",code="2xx"} 1`,
+		`impressiond_http_requests_total{method="POST",route="/api/v1/campaigns",code="2xx"} 1`,
+		`impressiond_http_requests_total{method="",route="unmatched",code="4xx"} 1`,
+		`impressiond_campaigns 1`,
+		`impressiond_dedup_generations 7`,
+		`impressiond_panics_total 0`,
+		`# TYPE impressiond_http_request_duration_seconds histogram`,
+		`impressiond_http_request_duration_seconds_bucket{method="POST",route="/api/v1/impressions",le="+Inf"}`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(ctx, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for _, gauge := range []string{"impressiond_dedup_bytes", "impressiond_dedup_newest_fill_ratio", "impressiond_dedup_newest_fp_estimate", "impressiond_dedup_slice_fp_target"} {
+		m := regexp.MustCompile(`(?m)^` + gauge + ` (\S+)$`).FindStringSubmatch(ctx)
+		if m == nil {
+			t.Errorf("metrics lack %s", gauge)
+			continue
+		}
+		if v, err := strconv.ParseFloat(m[1], 64); err != nil || v < 0 || (gauge == "impressiond_dedup_bytes" && v == 0) {
+			t.Errorf("%s = %q", gauge, m[1])
+		}
+	}
+	// Never ids as labels.
+	if strings.Contains(ctx, "secret") {
+		t.Fatal("a campaign or user id leaked into the metrics")
+	}
+	// Every sample line parses as name{labels} value.
+	sample := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{(?:[^"}]|"[^"]*")*\})? (?:[-+0-9.eE]+|NaN|[+-]Inf)$`)
+	for _, line := range strings.Split(strings.TrimSpace(ctx), "\n") {
+		if !strings.HasPrefix(line, "#") && !sample.MatchString(line) {
+			t.Fatalf("not a Prometheus sample: %q", line)
+		}
+	}
+}
+
+// scrape fetches /metrics through the server and checks its content type.
+func scrape(t *testing.T, ts *testServer) string {
+	t.Helper()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.SetRequestURI("/metrics")
+	ts.srv.Handler()(&ctx)
+	if ct := string(ctx.Response.Header.ContentType()); ctx.Response.StatusCode() != 200 || !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("GET /metrics: %d %s", ctx.Response.StatusCode(), ct)
+	}
+	return string(ctx.Response.Body())
+}
