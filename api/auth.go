@@ -45,11 +45,19 @@ var errUnauthorized = newError(fasthttp.StatusUnauthorized, "missing or invalid 
 // opens only its own endpoints: the ingest token is not an admin
 // credential, nor the reverse.
 func guard(t token, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return guardCounted(t, nil, h)
+}
+
+// guardCounted is guard that also counts refusals in refused, if not nil.
+func guardCounted(t token, refused *shardedCounter, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	if !t.set {
 		return h
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		if !t.allows(ctx) {
+			if refused != nil {
+				refused.add(ctx, 1)
+			}
 			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="impressiond"`)
 			writeError(ctx, errUnauthorized)
 			return

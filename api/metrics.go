@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -23,8 +22,10 @@ import (
 // On the hot path a counter costs one atomic add on a cache-line-padded
 // cell picked by the request context's address, so two cores counting at
 // once rarely touch the same line; cells are summed at scrape time. Latency
-// is observed on one request in latencySample per route: reading the clock
-// twice would cost more than the rest of a track request's bookkeeping.
+// is observed on every latencySample-th request of a cell (the add returns
+// the count, so the choice is free), from the time fasthttp stamped on the
+// request when it started serving it: one clock read per sampled request,
+// none for the others.
 
 const (
 	counterCells  = 16
@@ -40,9 +41,11 @@ type shardedCounter struct {
 	}
 }
 
-func (c *shardedCounter) add(ctx *fasthttp.RequestCtx, n uint64) {
+// add adds n and returns the new value of the cell it used, which callers
+// use as a free sampling decision.
+func (c *shardedCounter) add(ctx *fasthttp.RequestCtx, n uint64) uint64 {
 	h := uint64(uintptr(unsafe.Pointer(ctx))) * 0x9e3779b97f4a7c15
-	c.cells[h>>(64-4)].n.Add(n)
+	return c.cells[h>>(64-4)].n.Add(n)
 }
 
 func (c *shardedCounter) value() uint64 {
@@ -73,6 +76,10 @@ type routeMetrics struct {
 	method, route string
 	requests      [len(statusClasses)]shardedCounter
 	latency       *metrics.PrometheusHistogram
+	// derived, when set, computes the request counts at scrape time
+	// instead of requests: the single-impression route, whose every
+	// request already lands in exactly one outcome counter.
+	derived func() [len(statusClasses)]uint64
 }
 
 // serverMetrics holds every metric of one Server. It is safe for
@@ -80,9 +87,22 @@ type routeMetrics struct {
 type serverMetrics struct {
 	set                          *metrics.Set // histograms
 	counted, duplicate, rejected shardedCounter
-	panics                       atomic.Uint64
-	routes                       []*routeMetrics
+	// The single-impression route's outcomes, one add per request: its
+	// request counts are derived from them, so it pays one atomic, not two.
+	single        [singleOutcomes]shardedCounter
+	singleLatency *metrics.PrometheusHistogram
+	panics        atomic.Uint64
+	routes        []*routeMetrics
 }
+
+// Outcomes of a single-impression request.
+const (
+	singleCounted = iota
+	singleDuplicate
+	singleRejected     // 400, 404, 422: one impression rejected
+	singleUnauthorized // 401: not an impression at all
+	singleOutcomes
+)
 
 func newServerMetrics() *serverMetrics {
 	return &serverMetrics{set: metrics.NewSet()}
@@ -97,21 +117,46 @@ func (m *serverMetrics) route(method, route string) *routeMetrics {
 	return r
 }
 
+// instrumentSingle registers the single-impression route, whose handler
+// counts each request in exactly one outcome (countSingle): its request
+// counts are derived from those at scrape time, so a request pays one
+// atomic add, not two.
+func (s *Server) instrumentSingle(method, route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	m := s.metrics
+	r := m.route(method, route)
+	m.singleLatency = r.latency
+	r.derived = func() (c [len(statusClasses)]uint64) {
+		c[0] = m.single[singleCounted].value() + m.single[singleDuplicate].value()
+		c[2] = m.single[singleRejected].value() + m.single[singleUnauthorized].value()
+		c[3] = m.panics.Load() // only panics answer 5xx
+		return c
+	}
+	return h
+}
+
+// countSingle counts one single-impression request's outcome and samples
+// its latency.
+func (s *Server) countSingle(ctx *fasthttp.RequestCtx, outcome int) {
+	if s.metrics.single[outcome].add(ctx, 1)%latencySample == 0 {
+		observe(s.metrics.singleLatency, ctx)
+	}
+}
+
+// observe records the time since fasthttp started serving the request.
+func observe(h *metrics.PrometheusHistogram, ctx *fasthttp.RequestCtx) {
+	if t := ctx.Time(); !t.IsZero() {
+		h.Update(time.Since(t).Seconds())
+	}
+}
+
 // instrument counts h's responses by status class and samples its latency.
 func (s *Server) instrument(method, route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	r := s.metrics.route(method, route)
 	return func(ctx *fasthttp.RequestCtx) {
-		// A cheap per-thread random draw picks the sampled requests; a
-		// shared counter would put a contended atomic on every request.
-		if rand.Uint32()&(latencySample-1) != 0 {
-			h(ctx)
-			r.requests[statusClass(ctx.Response.StatusCode())].add(ctx, 1)
-			return
-		}
-		start := time.Now()
 		h(ctx)
-		r.requests[statusClass(ctx.Response.StatusCode())].add(ctx, 1)
-		r.latency.UpdateDuration(start)
+		if r.requests[statusClass(ctx.Response.StatusCode())].add(ctx, 1)%latencySample == 0 {
+			observe(r.latency, ctx)
+		}
 	}
 }
 
@@ -127,19 +172,27 @@ func (s *Server) writeMetrics(w io.Writer) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, typ)
 	}
 	help("impressiond_impressions_total", "counter", "Impressions by outcome: counted, duplicate (within the dedup window), rejected (404/422, or a single impression with a 400).")
-	fmt.Fprintf(w, "impressiond_impressions_total{result=\"counted\"} %d\n", m.counted.value())
-	fmt.Fprintf(w, "impressiond_impressions_total{result=\"duplicate\"} %d\n", m.duplicate.value())
-	fmt.Fprintf(w, "impressiond_impressions_total{result=\"rejected\"} %d\n", m.rejected.value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"counted\"} %d\n", m.counted.value()+m.single[singleCounted].value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"duplicate\"} %d\n", m.duplicate.value()+m.single[singleDuplicate].value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"rejected\"} %d\n", m.rejected.value()+m.single[singleRejected].value())
 
 	help("impressiond_http_requests_total", "counter", "HTTP requests by method, route template and status class.")
 	for _, r := range m.routes {
+		var counts [len(statusClasses)]uint64
+		if r.derived != nil {
+			counts = r.derived()
+		} else {
+			for i := range counts {
+				counts[i] = r.requests[i].value()
+			}
+		}
 		for i, class := range statusClasses {
-			if v := r.requests[i].value(); v > 0 || class == "2xx" {
+			if v := counts[i]; v > 0 || class == "2xx" {
 				fmt.Fprintf(w, "impressiond_http_requests_total{method=%q,route=%q,code=%q} %d\n", r.method, r.route, class, v)
 			}
 		}
 	}
-	help("impressiond_http_request_duration_seconds", "histogram", fmt.Sprintf("Handler latency by route, observed on one request in %d.", latencySample))
+	help("impressiond_http_request_duration_seconds", "histogram", fmt.Sprintf("Latency from the request being read to the response being ready, by route, observed on one request in %d.", latencySample))
 	m.set.WritePrometheus(w)
 
 	help("impressiond_panics_total", "counter", "Panics recovered in handlers (each answered with a 500).")

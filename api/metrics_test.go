@@ -74,3 +74,21 @@ func scrape(t *testing.T, ts *testServer) string {
 	}
 	return string(ctx.Response.Body())
 }
+
+func TestMetricsSingleRouteUnauthorized(t *testing.T) {
+	ts := newTestServer(t, "exact", func(o *Options) { o.IngestToken = "tok" })
+	ts.createCampaign("c1")
+	ts.do("POST", "/api/v1/impressions", track("c1", "u1")).want(t, 401)
+	ts.doWith("POST", "/api/v1/impressions", track("c1", "u1"), map[string]string{"Authorization": "Bearer tok"}).want(t, 200)
+	got := scrape(t, ts)
+	for _, want := range []string{
+		`impressiond_http_requests_total{method="POST",route="/api/v1/impressions",code="4xx"} 1`,
+		`impressiond_http_requests_total{method="POST",route="/api/v1/impressions",code="2xx"} 1`,
+		`impressiond_impressions_total{result="rejected"} 0`,
+		`impressiond_impressions_total{result="counted"} 1`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -214,7 +214,8 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	route("GET", "/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
 	route("GET", "/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
 	route("GET", "/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
-	route("POST", "/api/v1/impressions", guard(s.ingest, s.trackImpression))
+	r.Handle("POST", "/api/v1/impressions", s.instrumentSingle("POST", "/api/v1/impressions",
+		guardCounted(s.ingest, &s.metrics.single[singleUnauthorized], s.trackImpression)))
 	route("POST", "/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
 	route("GET", "/healthz", s.healthz)
 	route("GET", "/readyz", s.readyz)

@@ -34,23 +34,23 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 	defer scanners.Put(sc)
 	var req trackRequest
 	if e := sc.decodeTrack(ctx.PostBody(), &req); e != nil {
-		s.metrics.rejected.add(ctx, 1)
+		s.countSingle(ctx, singleRejected)
 		writeError(ctx, e)
 		return
 	}
 	var last *campaign
 	dup, e := s.track(&req, s.now(), &last)
 	if e != nil {
-		s.metrics.rejected.add(ctx, 1)
+		s.countSingle(ctx, singleRejected)
 		writeError(ctx, e)
 		return
 	}
 	ctx.SetContentType(contentTypeJSON)
 	if dup {
-		s.metrics.duplicate.add(ctx, 1)
+		s.countSingle(ctx, singleDuplicate)
 		ctx.SetBody(bodyDuplicate)
 	} else {
-		s.metrics.counted.add(ctx, 1)
+		s.countSingle(ctx, singleCounted)
 		ctx.SetBody(bodyCounted)
 	}
 }
