@@ -5,6 +5,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // syncBuffer is a strings.Builder safe for the writer goroutine and the test.
@@ -55,4 +58,39 @@ func TestNoAccessLogByDefault(t *testing.T) {
 	if strings.Contains(out.String(), "msg=access") {
 		t.Fatalf("access log written while off: %s", out.String())
 	}
+}
+
+// blockingWriter blocks every write until released.
+type blockingWriter struct{ release chan struct{} }
+
+func (w blockingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// TestAccessLogNeverBlocks stalls the log writer: requests must still be
+// served, the excess entries dropped and counted.
+func TestAccessLogNeverBlocks(t *testing.T) {
+	w := blockingWriter{release: make(chan struct{})}
+	a := newAccessLog(slog.New(slog.NewTextHandler(w, nil)))
+	h := a.wrap(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200) })
+	const requests = 10000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ctx fasthttp.RequestCtx
+		for i := 0; i < requests; i++ {
+			h(&ctx)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("requests blocked on a stalled access log")
+	}
+	if got, want := a.dropped.Load(), uint64(requests-cap(a.ch)-1); got < want {
+		t.Fatalf("dropped %d entries, want at least %d", got, want)
+	}
+	close(w.release)
+	a.stop()
 }

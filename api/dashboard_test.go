@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,8 +18,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/valyala/fasthttp"
-
-	"github.com/impressiond/impressiond/sketch"
 )
 
 var nonceAttr = regexp.MustCompile(`<(script|style) nonce="([^"]+)">`)
@@ -212,21 +208,8 @@ func TestDashboardBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
 	const admin = "dashboard-admin-token"
 
-	d, err := sketch.NewExact(sketch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, AdminToken: admin, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	base := "http://" + ln.Addr().String()
+	_, addr := serveTCP(t, Options{AdminToken: admin})
+	base := "http://" + addr
 	api := dashboardAPI{t: t, base: base, token: admin}
 
 	// Two campaigns; the second name holds markup, which must show as text.

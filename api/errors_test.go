@@ -4,35 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
-
-	"github.com/impressiond/impressiond/sketch"
 )
 
 // TestBodyTooLargeOverTCP sends a body over -max-body through a real TCP
 // connection with Go's HTTP client, which keeps writing while the server
 // answers: the client must read the 413 JSON, not a connection reset.
 func TestBodyTooLargeOverTCP(t *testing.T) {
-	d, _ := sketch.NewExact(sketch.Options{})
-	srv, err := New(Options{Dedup: d, MaxBodySize: 1 << 20, MaxSkew: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(t.Context())
+	_, addr := serveTCP(t, Options{MaxBodySize: 1 << 20})
 
 	for _, size := range []int{1<<20 + 1, 8 << 20, 64 << 20} {
 		body := bytes.Repeat([]byte("a"), size)
-		resp, err := http.Post("http://"+ln.Addr().String()+"/api/v1/impressions/batch", "application/json", bytes.NewReader(body))
+		resp, err := http.Post("http://"+addr+"/api/v1/impressions/batch", "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatalf("%d-byte body: %v, want a 413 response", size, err)
 		}
@@ -47,7 +33,7 @@ func TestBodyTooLargeOverTCP(t *testing.T) {
 		}
 	}
 	// The server still serves.
-	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz after 413s: %v %v", resp, err)
 	}

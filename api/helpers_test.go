@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -175,4 +176,43 @@ func (ts *testServer) stats(id string) statsJSON {
 	var s statsJSON
 	ts.do("GET", "/api/v1/campaigns/"+id+"/stats", "").want(ts.t, 200).decode(ts.t, &s)
 	return s
+}
+
+// serveTCP serves a Server with options o on a loopback TCP port, for the
+// tests that need real sockets (resets, timeouts, connection limits, a
+// browser), and returns it with its address. Unset, the dedup is an exact
+// window, the skew a minute and the logger silent; the real clock runs.
+func serveTCP(t testing.TB, o Options) (*Server, string) {
+	t.Helper()
+	if o.Dedup == nil {
+		d, err := sketch.NewExact(sketch.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Dedup = d
+	}
+	if o.MaxSkew == 0 {
+		o.MaxSkew = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	return srv, ln.Addr().String()
 }

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/impressiond/impressiond/sketch"
 )
 
 func TestMaxCampaigns(t *testing.T) {
@@ -86,21 +84,11 @@ func TestHeaderTooLarge(t *testing.T) {
 // connections must be closed once the read timeout passes.
 func TestSlowClients(t *testing.T) {
 	const stalled, readTimeout = 200, 500 * time.Millisecond
-	d, _ := sketch.NewExact(sketch.Options{})
-	srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, ReadTimeout: readTimeout, MaxConnsPerIP: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(t.Context())
+	_, addr := serveTCP(t, Options{ReadTimeout: readTimeout, MaxConnsPerIP: 1000})
 
 	conns := make([]net.Conn, stalled)
 	for i := range conns {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +101,7 @@ func TestSlowClients(t *testing.T) {
 	client := &http.Client{Timeout: time.Second}
 	for i := 0; i < 5; i++ {
 		start := time.Now()
-		resp, err := client.Get("http://" + ln.Addr().String() + "/healthz")
+		resp, err := client.Get("http://" + addr + "/healthz")
 		if err != nil {
 			t.Fatalf("healthz with %d stalled connections: %v", stalled, err)
 		}
@@ -148,20 +136,10 @@ func TestConnectionLimits(t *testing.T) {
 		{"overall", 3, 100, 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, _ := sketch.NewExact(sketch.Options{})
-			srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, MaxConns: tc.max, MaxConnsPerIP: tc.perIP})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer srv.Shutdown(t.Context())
+			_, addr := serveTCP(t, Options{MaxConns: tc.max, MaxConnsPerIP: tc.perIP})
 			held := make([]net.Conn, 3)
 			for i := range held {
-				c, err := net.Dial("tcp", ln.Addr().String())
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -169,7 +147,7 @@ func TestConnectionLimits(t *testing.T) {
 				held[i] = c
 			}
 			time.Sleep(50 * time.Millisecond) // let the server accept them
-			c, err := net.Dial("tcp", ln.Addr().String())
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +163,7 @@ func TestConnectionLimits(t *testing.T) {
 			}
 			held[0].Close()
 			for deadline := time.Now().Add(2 * time.Second); ; {
-				resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+				resp, err := http.Get("http://" + addr + "/healthz")
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == 200 {

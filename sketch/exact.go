@@ -54,10 +54,7 @@ func NewExact(o Options) (*Exact, error) {
 func (x *Exact) TestAndAdd(campaign, user []byte, now time.Time) bool {
 	var stack [maxStackKey]byte
 	k := pairKey(stack[:0], campaign, user)
-	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
-	e := x.clock.epoch(now)
-	s.mu.Lock()
-	s.advanceLocked(e, &x.rotations)
+	s := x.lockShard(k, now)
 	if s.hasLocked(k) {
 		s.mu.Unlock()
 		return true
@@ -72,14 +69,20 @@ func (x *Exact) TestAndAdd(campaign, user []byte, now time.Time) bool {
 	return false
 }
 
+// lockShard locks the shard of key k and brings it to the slice of now;
+// the caller unlocks it.
+func (x *Exact) lockShard(k []byte, now time.Time) *exactShard {
+	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
+	s.mu.Lock()
+	s.advanceLocked(x.clock.epoch(now), &x.rotations)
+	return s
+}
+
 // Test implements Deduper.
 func (x *Exact) Test(campaign, user []byte, now time.Time) bool {
 	var stack [maxStackKey]byte
 	k := pairKey(stack[:0], campaign, user)
-	s := &x.shards[maphash.Bytes(x.seed, k)%exactShards]
-	e := x.clock.epoch(now)
-	s.mu.Lock()
-	s.advanceLocked(e, &x.rotations)
+	s := x.lockShard(k, now)
 	seen := s.hasLocked(k)
 	s.mu.Unlock()
 	return seen

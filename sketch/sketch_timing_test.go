@@ -107,3 +107,17 @@ func BenchmarkKeyOf(b *testing.B) {
 		KeyOf(c, u)
 	}
 }
+
+// BenchmarkNewestFillRatio is the cost of the fill-ratio gauge a metrics
+// scrape computes, at the default layout.
+func BenchmarkNewestFillRatio(b *testing.B) {
+	bl, err := NewBloom(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl.Advance(benchStart)
+	b.ReportAllocs()
+	for b.Loop() {
+		bl.NewestFillRatio()
+	}
+}
