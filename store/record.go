@@ -1,0 +1,237 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// Kind tells what a log record holds.
+type Kind uint8
+
+const (
+	// KindCampaign records a created campaign.
+	KindCampaign Kind = 1
+	// KindImpression records one counted impression.
+	KindImpression Kind = 2
+)
+
+// Record is one log entry. Slices in a Record handed to a replay callback
+// point into the reader's buffer and are valid only during the callback.
+type Record struct {
+	Kind Kind
+
+	// Campaign is the campaign's index, assigned at creation: impressions
+	// refer to it rather than repeat the id.
+	Campaign uint32
+
+	// KindCampaign: the campaign's id, name and start.
+	ID, Name []byte
+	Start    time.Time
+
+	// KindImpression: when the impression arrived (the dedup clock), the
+	// event minute it was counted in, and the pair: its 128-bit key in
+	// bloom mode, or the user id in exact mode (User non-nil), which must
+	// replay the pair's bytes.
+	Arrival time.Time
+	Minute  int64
+	KeyLo   uint64
+	KeyHi   uint64
+	User    []byte
+}
+
+// recordHeader is crc32c (4 bytes), payload length (2 bytes) and the
+// length's complement (2 bytes). The CRC covers the payload; the complement
+// guards the length, so that damage to a length is told from a torn write:
+// a torn record has a sound length and too few bytes after it.
+const recordHeader = 8
+
+// maxPayload bounds one record: a campaign with a 64-byte id and a
+// 200-rune name, or an impression with a 256-byte user id, fit easily.
+const maxPayload = 1<<16 - 1
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Batch accumulates framed records for one Log.Append. Its zero value is
+// ready to use; Reset empties it for reuse. It is not safe for concurrent
+// use.
+type Batch struct {
+	buf  []byte
+	n    int
+	sync bool
+}
+
+// Len returns the number of records in the batch.
+func (b *Batch) Len() int { return b.n }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.buf = b.buf[:0]
+	b.n = 0
+	b.sync = false
+}
+
+// AddCampaign appends a campaign record and marks the batch sync: Append
+// fsyncs it before returning, whatever the fsync interval.
+func (b *Batch) AddCampaign(index uint32, id, name string, start time.Time) {
+	b.frame(func(p []byte) []byte {
+		p = append(p, byte(KindCampaign))
+		p = binary.AppendUvarint(p, uint64(index))
+		p = binary.AppendUvarint(p, uint64(len(id)))
+		p = append(p, id...)
+		p = binary.AppendUvarint(p, uint64(len(name)))
+		p = append(p, name...)
+		return binary.LittleEndian.AppendUint64(p, uint64(start.UnixNano()))
+	})
+	b.sync = true
+}
+
+// AddImpression appends an impression record. user is nil in bloom mode,
+// where the key is enough to replay the filter; exact mode passes the user
+// id, since its sets hold the pair's bytes. minute must not be after
+// arrival's minute.
+func (b *Batch) AddImpression(campaign uint32, arrival time.Time, minute int64, keyLo, keyHi uint64, user []byte) {
+	b.frame(func(p []byte) []byte {
+		p = append(p, byte(KindImpression))
+		p = binary.AppendUvarint(p, uint64(campaign))
+		ns := arrival.UnixNano()
+		p = binary.LittleEndian.AppendUint64(p, uint64(ns))
+		p = binary.AppendUvarint(p, uint64(unixMinute(ns)-minute))
+		if user == nil {
+			p = append(p, 0)
+			p = binary.LittleEndian.AppendUint64(p, keyLo)
+			return binary.LittleEndian.AppendUint64(p, keyHi)
+		}
+		p = append(p, 1)
+		p = binary.AppendUvarint(p, uint64(len(user)))
+		return append(p, user...)
+	})
+}
+
+// frame appends header space, the payload written by fill, then fills in
+// the header.
+func (b *Batch) frame(fill func([]byte) []byte) {
+	start := len(b.buf)
+	b.buf = append(b.buf, make([]byte, recordHeader)...)
+	b.buf = fill(b.buf)
+	n := len(b.buf) - start - recordHeader
+	if n > maxPayload {
+		panic(fmt.Sprintf("BUG: log record of %d bytes", n))
+	}
+	h := b.buf[start : start+recordHeader]
+	binary.LittleEndian.PutUint16(h[4:], uint16(n))
+	binary.LittleEndian.PutUint16(h[6:], ^uint16(n))
+	binary.LittleEndian.PutUint32(h, crc32.Checksum(b.buf[start+recordHeader:], crcTable))
+	b.n++
+}
+
+func unixMinute(ns int64) int64 {
+	s := ns / 1e9
+	if ns < 0 && ns%1e9 != 0 {
+		s--
+	}
+	m := s / 60
+	if s < 0 && s%60 != 0 {
+		m--
+	}
+	return m
+}
+
+var errBadRecord = errors.New("malformed record")
+
+// decode parses one record payload into r.
+func (r *Record) decode(p []byte) error {
+	if len(p) < 1 {
+		return errBadRecord
+	}
+	*r = Record{Kind: Kind(p[0])}
+	d := decoder{p: p[1:]}
+	r.Campaign = d.uint32()
+	switch r.Kind {
+	case KindCampaign:
+		r.ID = d.bytes()
+		r.Name = d.bytes()
+		r.Start = time.Unix(0, int64(d.u64())).UTC()
+	case KindImpression:
+		ns := int64(d.u64())
+		r.Arrival = time.Unix(0, ns)
+		r.Minute = unixMinute(ns) - int64(d.uvarint())
+		switch d.byte() {
+		case 0:
+			r.KeyLo, r.KeyHi = d.u64(), d.u64()
+		case 1:
+			r.User = d.bytes()
+			if r.User == nil {
+				r.User = []byte{}
+			}
+		default:
+			d.err = errBadRecord
+		}
+	default:
+		return fmt.Errorf("unknown record kind %d", r.Kind)
+	}
+	if d.err == nil && len(d.p) != 0 {
+		d.err = errBadRecord
+	}
+	return d.err
+}
+
+// decoder reads fields off a byte slice; the first failure sticks.
+type decoder struct {
+	p   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.p)
+	if n <= 0 {
+		d.err = errBadRecord
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) uint32() uint32 {
+	v := d.uvarint()
+	if v > 1<<32-1 {
+		d.err = errBadRecord
+	}
+	return uint32(v)
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil || len(d.p) < 8 {
+		d.err = errBadRecord
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.p)
+	d.p = d.p[8:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.p) < 1 {
+		d.err = errBadRecord
+		return 0
+	}
+	v := d.p[0]
+	d.p = d.p[1:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.p)) {
+		d.err = errBadRecord
+		return nil
+	}
+	v := d.p[:n:n]
+	d.p = d.p[n:]
+	return v
+}
