@@ -10,7 +10,7 @@ build:
 	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
 
 run: build
-	./bin/impressiond $(ARGS)
+	./bin/impressiond -data-dir ./data $(ARGS)
 
 test:
 	go vet ./...

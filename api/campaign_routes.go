@@ -34,19 +34,42 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	switch err := s.campaigns.add(c); err {
+	switch err := s.addCampaign(c); err {
 	case nil:
 	case errCampaignLimit:
 		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign limit reached: this server holds at most %d campaigns", s.campaigns.max))
 		return
-	default:
+	case errCampaignExists:
 		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign %q already exists", c.id))
+		return
+	default:
+		writeError(ctx, errStorage(err))
 		return
 	}
 	ctx.Response.Header.Set("Location", "/api/v1/campaigns/"+c.id)
 	writeJSON(ctx, fasthttp.StatusCreated, campaignCreatedJSON{
 		campaignJSON: toJSON(c),
 		Message:      "campaign created",
+	})
+}
+
+// addCampaign registers c and, on a durable server, has it fsync'd to the
+// log before it is visible or acknowledged.
+func (s *Server) addCampaign(c *campaign) error {
+	p := s.persist
+	if p == nil {
+		return s.campaigns.add(c, nil)
+	}
+	if err := p.log.Err(); err != nil {
+		return err
+	}
+	p.gate.RLock()
+	defer p.gate.RUnlock()
+	return s.campaigns.add(c, func(c *campaign) error {
+		b := p.batch()
+		defer p.batches.Put(b)
+		b.AddCampaign(c.index, c.id, c.name, c.start)
+		return p.log.Append(b)
 	})
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 // campaign is one registered campaign. Its fields other than counter never
 // change after creation.
 type campaign struct {
+	index   uint32 // assigned at creation; log records name the campaign by it
 	id      string
 	name    string
 	start   time.Time
@@ -32,7 +34,8 @@ const campaignShards = 256
 type campaignTable struct {
 	seed   maphash.Seed
 	max    int64
-	count  atomic.Int64 // campaigns added, or reserved by an add in progress
+	count  atomic.Int64  // campaigns added, or reserved by an add in progress
+	next   atomic.Uint32 // index of the next campaign added
 	shards [campaignShards]campaignShard
 }
 
@@ -65,9 +68,11 @@ var (
 	errCampaignLimit  = errors.New("campaign limit reached")
 )
 
-// add registers c unless its id is taken or the table is full. A slot is
-// reserved before the insert, so concurrent adds never overshoot the limit.
-func (t *campaignTable) add(c *campaign) error {
+// add registers c, giving it the next index, unless its id is taken or the
+// table is full. A slot is reserved before the insert, so concurrent adds
+// never overshoot the limit. persist, if not nil, runs once the add is
+// sure to succeed and before c is visible; its error cancels the add.
+func (t *campaignTable) add(c *campaign, persist func(*campaign) error) error {
 	if t.count.Add(1) > t.max {
 		t.count.Add(-1)
 		return errCampaignLimit
@@ -75,15 +80,49 @@ func (t *campaignTable) add(c *campaign) error {
 	s := t.shard([]byte(c.id))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old := s.m.Load(); old != nil {
+		if _, ok := (*old)[c.id]; ok {
+			t.count.Add(-1)
+			return errCampaignExists
+		}
+	}
+	c.index = t.next.Add(1) - 1
+	if persist != nil {
+		if err := persist(c); err != nil {
+			t.count.Add(-1)
+			return err
+		}
+	}
+	s.publishLocked(c)
+	return nil
+}
+
+// restore puts back a campaign read from disk, with its index, at
+// start-up. It ignores the limit: what was accepted once stays.
+func (t *campaignTable) restore(c *campaign) error {
+	s := t.shard([]byte(c.id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.m.Load(); old != nil {
+		if _, ok := (*old)[c.id]; ok {
+			return fmt.Errorf("campaign %q restored twice", c.id)
+		}
+	}
+	t.count.Add(1)
+	if c.index >= t.next.Load() {
+		t.next.Store(c.index + 1)
+	}
+	s.publishLocked(c)
+	return nil
+}
+
+// publishLocked publishes a copy of the shard's map with c added.
+func (s *campaignShard) publishLocked(c *campaign) {
 	old := s.m.Load()
 	var next map[string]*campaign
 	if old == nil {
 		next = make(map[string]*campaign, 1)
 	} else {
-		if _, ok := (*old)[c.id]; ok {
-			t.count.Add(-1)
-			return errCampaignExists
-		}
 		next = make(map[string]*campaign, len(*old)+1)
 		for k, v := range *old {
 			next[k] = v
@@ -91,7 +130,6 @@ func (t *campaignTable) add(c *campaign) error {
 	}
 	next[c.id] = c
 	s.m.Store(&next)
-	return nil
 }
 
 // list returns every campaign ordered by id.

@@ -29,7 +29,7 @@ func fuzzServer(f *testing.F) fasthttp.RequestHandler {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(srv.Close)
+	f.Cleanup(func() { srv.Close() })
 	h := srv.Handler()
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")

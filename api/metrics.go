@@ -101,6 +101,7 @@ const (
 	singleDuplicate
 	singleRejected     // 400, 404, 422: one impression rejected
 	singleUnauthorized // 401: not an impression at all
+	singleUnavailable  // 503: storage failing
 	singleOutcomes
 )
 
@@ -128,7 +129,7 @@ func (s *Server) instrumentSingle(method, route string, h fasthttp.RequestHandle
 	r.derived = func() (c [len(statusClasses)]uint64) {
 		c[0] = m.single[singleCounted].value() + m.single[singleDuplicate].value()
 		c[2] = m.single[singleRejected].value() + m.single[singleUnauthorized].value()
-		c[3] = m.panics.Load() // only panics answer 5xx
+		c[3] = m.panics.Load() + m.single[singleUnavailable].value()
 		return c
 	}
 	return h
@@ -215,6 +216,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 		help("impressiond_dedup_slice_fp_target", "gauge", "The rate each generation is sized for: the -dedup-fp target of the whole layer divided over the generations.")
 		fmt.Fprintf(w, "impressiond_dedup_slice_fp_target %g\n", b.SliceFalsePositiveRate())
 	}
+	s.writeStoreMetrics(w, help)
 	if s.access != nil {
 		help("impressiond_access_log_dropped_total", "counter", "Access log lines dropped because the writer fell behind.")
 		fmt.Fprintf(w, "impressiond_access_log_dropped_total %d\n", s.access.dropped.Load())

@@ -74,6 +74,19 @@ type Options struct {
 
 	// AccessLog logs one line per request to Logger. Off by default.
 	AccessLog bool
+
+	// DataDir, when set, makes the server durable: New restores the state
+	// kept there (newest snapshot, then the write-ahead log after it), every
+	// counted impression and created campaign is logged before it is
+	// acknowledged, snapshots are written every SnapshotInterval and by
+	// Shutdown. Empty keeps everything in memory only.
+	DataDir string
+	// FsyncInterval is how often the log is fsync'd. Zero makes every
+	// write wait for the group commit that fsyncs it. The zero value means
+	// zero: callers wanting the 1s default set it.
+	FsyncInterval time.Duration
+	// SnapshotInterval is how often a snapshot is written. By default 1m.
+	SnapshotInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -99,6 +112,7 @@ func (o *Options) setDefaults() {
 		{&o.ReadTimeout, 5 * time.Second},
 		{&o.WriteTimeout, 5 * time.Second},
 		{&o.IdleTimeout, 60 * time.Second},
+		{&o.SnapshotInterval, time.Minute},
 	} {
 		if *d.v <= 0 {
 			*d.v = d.def
@@ -112,6 +126,7 @@ func (o *Options) setDefaults() {
 // Server is the impressiond HTTP API. It is safe for concurrent use.
 type Server struct {
 	dedup     sketch.Deduper
+	keyed     keyedDeduper // dedup, when it takes pre-hashed keys (bloom)
 	campaigns *campaignTable
 	parsers   fastjson.ParserPool
 	now       func() time.Time
@@ -126,6 +141,9 @@ type Server struct {
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
 
+	persist  *persister // nil unless Options.DataDir
+	restored RestoreStats
+
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
 	access  *accessLog          // nil unless Options.AccessLog
 	routes  map[string][]string // method → paths, as registered; for tests
@@ -137,8 +155,10 @@ type Server struct {
 	once    sync.Once
 }
 
-// New returns a Server and starts its maintenance goroutine; Shutdown or
-// Close stops it.
+// New returns a Server and starts its maintenance goroutines; Shutdown or
+// Close stops them. With Options.DataDir it first restores the state kept
+// there; damaged data fails New with an error naming the file and offset
+// (a *store.CorruptError).
 func New(o Options) (*Server, error) {
 	if o.Dedup == nil {
 		return nil, errors.New("api: Options.Dedup is required")
@@ -170,6 +190,15 @@ func New(o Options) (*Server, error) {
 		s.clock = newCoarseClock()
 		s.now = s.clock.Now
 	}
+	s.keyed, _ = o.Dedup.(keyedDeduper)
+	if o.DataDir != "" {
+		if err := s.openStore(&o); err != nil {
+			if s.clock != nil {
+				s.clock.Stop()
+			}
+			return nil, err
+		}
+	}
 	s.handler = s.buildHandler()
 	s.http = &fasthttp.Server{
 		Handler:                       s.handler,
@@ -188,8 +217,15 @@ func New(o Options) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go s.maintain()
+	if s.persist != nil {
+		s.wg.Add(1)
+		go s.snapshots(s.persist)
+	}
 	return s, nil
 }
+
+// Restored describes what New restored from Options.DataDir.
+func (s *Server) Restored() RestoreStats { return s.restored }
 
 // Handler returns the request handler: the router with every route of the
 // API. It is built once, by New.
@@ -239,20 +275,27 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections, waits for in-flight requests to
-// finish (or ctx to end), then stops the background goroutines.
+// finish (or ctx to end), then stops the background goroutines. A durable
+// server then writes a last snapshot and closes its log: everything
+// acknowledged is on disk when Shutdown returns nil.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false) // load balancers stop sending before connections close
 	err := s.http.ShutdownWithContext(ctx)
-	s.Close()
-	return err
+	return errors.Join(err, s.stop(true))
 }
 
-// Close stops the background goroutines without touching connections. It
-// is idempotent.
-func (s *Server) Close() {
+// Close stops the background goroutines without touching connections; a
+// durable server flushes its log, without a snapshot. It is idempotent.
+func (s *Server) Close() error { return s.stop(false) }
+
+func (s *Server) stop(snapshot bool) error {
+	var err error
 	s.once.Do(func() {
 		close(s.stopCh)
 		s.wg.Wait()
+		if s.persist != nil {
+			err = s.closeStore(snapshot)
+		}
 		if s.clock != nil {
 			s.clock.Stop()
 		}
@@ -260,6 +303,7 @@ func (s *Server) Close() {
 			s.access.stop()
 		}
 	})
+	return err
 }
 
 // maintenance runs Advance on the dedup window every second so that idle

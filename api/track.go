@@ -8,7 +8,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/impressiond/impressiond/sketch"
 	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store"
 )
 
 const (
@@ -39,9 +41,19 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var last *campaign
-	dup, e := s.track(&req, s.now(), &last)
+	var dup bool
+	var e *apiError
+	if p := s.persist; p != nil {
+		dup, e = s.trackDurable(p, &req)
+	} else {
+		dup, e = s.track(&req, s.now(), &last, nil)
+	}
 	if e != nil {
-		s.countSingle(ctx, singleRejected)
+		if e.code == fasthttp.StatusServiceUnavailable {
+			s.countSingle(ctx, singleUnavailable)
+		} else {
+			s.countSingle(ctx, singleRejected)
+		}
 		writeError(ctx, e)
 		return
 	}
@@ -53,6 +65,25 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 		s.countSingle(ctx, singleCounted)
 		ctx.SetBody(bodyCounted)
 	}
+}
+
+// trackDurable is track on a durable server: the impression's log record
+// is appended before the gate is released (see persister).
+func (s *Server) trackDurable(p *persister, req *trackRequest) (bool, *apiError) {
+	if err := p.log.Err(); err != nil {
+		return false, errStorage(err)
+	}
+	b := p.batch()
+	defer p.batches.Put(b)
+	var last *campaign
+	p.gate.RLock()
+	dup, e := s.track(req, s.now(), &last, b)
+	err := p.log.Append(b)
+	p.gate.RUnlock()
+	if err != nil {
+		return false, errNotDurable(err)
+	}
+	return dup, e
 }
 
 // batchBuf holds one batch's decoded items, the scanner they may point
@@ -77,12 +108,22 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
+	var rec *store.Batch
+	if p := s.persist; p != nil {
+		if err := p.log.Err(); err != nil {
+			writeError(ctx, errStorage(err))
+			return
+		}
+		rec = p.batch()
+		defer p.batches.Put(rec)
+		p.gate.RLock()
+	}
 	now := s.now()
 	var counted, dups, rejected int
 	var last *campaign
 	out := append(buf.out[:0], `,"errors":[`...)
 	for i := range buf.items {
-		dup, e := s.track(&buf.items[i], now, &last)
+		dup, e := s.track(&buf.items[i], now, &last, rec)
 		switch {
 		case e != nil:
 			if rejected > 0 {
@@ -104,6 +145,14 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 	}
 	out = append(out, "]}"...)
 	buf.out = out
+	if p := s.persist; p != nil {
+		err := p.log.Append(rec)
+		p.gate.RUnlock()
+		if err != nil {
+			writeError(ctx, errNotDurable(err))
+			return
+		}
+	}
 	s.metrics.counted.add(ctx, uint64(counted))
 	s.metrics.duplicate.add(ctx, uint64(dups))
 	s.metrics.rejected.add(ctx, uint64(rejected))
@@ -124,8 +173,9 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 // track judges and applies one impression arriving at now: validation
 // (422) first, then the campaign lookup (404), then the rules that need the
 // campaign, then dedup and counting. last caches the campaign of the
-// previous item, since batches usually carry runs of one campaign.
-func (s *Server) track(r *trackRequest, now time.Time, last **campaign) (dup bool, e *apiError) {
+// previous item, since batches usually carry runs of one campaign. A
+// counted impression's log record is added to rec, unless rec is nil.
+func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *store.Batch) (dup bool, e *apiError) {
 	switch {
 	case len(r.campaignID) == 0:
 		return false, errCampaignIDRequired
@@ -165,10 +215,25 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign) (dup boo
 	if at.Before(c.start) {
 		return false, errBeforeStart
 	}
-	if s.dedup.TestAndAdd(r.campaignID, r.userID, now) {
+	var key sketch.Key
+	if s.keyed != nil {
+		key = sketch.KeyOf(r.campaignID, r.userID)
+		dup = s.keyed.TestAndAddKey(key, now)
+	} else {
+		dup = s.dedup.TestAndAdd(r.campaignID, r.userID, now)
+	}
+	if dup {
 		return true, nil
 	}
-	c.counter.Add(stats.Minute(at), stats.Minute(now))
+	m := stats.Minute(at)
+	c.counter.Add(m, stats.Minute(now))
+	if rec != nil {
+		var user []byte
+		if s.keyed == nil {
+			user = r.userID // exact mode replays the pair's bytes
+		}
+		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, user)
+	}
 	return false, nil
 }
 

@@ -15,11 +15,17 @@
 # affects all three alike. At the end it prints each round's requests per
 # second, the medians and the ratios of impressiond to each baseline.
 #
+# With PERSISTENCE=1 it compares impressiond with itself instead: memory
+# only, -data-dir with the default -fsync-interval 1s, and -fsync-interval 0
+# (each data directory fresh, under a temporary directory), and prints what
+# persistence costs.
+#
 # Usage (from anywhere in the repository):
 #
 #   loadtest/compare.sh
 #   ROUNDS=5 DURATION=30s loadtest/compare.sh
 #   IMPRESSIOND_ARGS="-dedup exact" loadtest/compare.sh
+#   PERSISTENCE=1 loadtest/compare.sh
 #
 # Environment:
 #
@@ -28,6 +34,7 @@
 #   CONNECTIONS       wrk connections (default 64)
 #   USERS             distinct users cycled over by track.lua (default 1000000)
 #   IMPRESSIOND_ARGS  extra flags for impressiond (default none)
+#   PERSISTENCE       1 to compare persistence off, fsync 1s and fsync 0
 #   FLOOR_PORT, NETHTTP_PORT, IMPRESSIOND_PORT
 #                     ports on 127.0.0.1 (defaults 8081, 8082, 8080)
 #
@@ -45,8 +52,14 @@ FLOOR_PORT=${FLOOR_PORT:-8081}
 NETHTTP_PORT=${NETHTTP_PORT:-8082}
 IMPRESSIOND_PORT=${IMPRESSIOND_PORT:-8080}
 
+PERSISTENCE=${PERSISTENCE:-0}
+
 readonly HOST=127.0.0.1
-readonly SERVERS=(floor nethttp impressiond)
+if [[ $PERSISTENCE == 1 ]]; then
+	readonly SERVERS=(memory fsync-1s fsync-0)
+else
+	readonly SERVERS=(floor nethttp impressiond)
+fi
 readonly CAMPAIGN=wrk
 
 die() {
@@ -94,7 +107,7 @@ port_of() {
 	case $1 in
 	floor) echo "$FLOOR_PORT" ;;
 	nethttp) echo "$NETHTTP_PORT" ;;
-	impressiond) echo "$IMPRESSIOND_PORT" ;;
+	*) echo "$IMPRESSIOND_PORT" ;;
 	esac
 }
 
@@ -105,7 +118,9 @@ start_server() {
 	case $name in
 	floor) taskset -c 1 bin/baseline-floor -addr "$addr" >"$log" 2>&1 & ;;
 	nethttp) taskset -c 1 bin/baseline-nethttp -addr "$addr" >"$log" 2>&1 & ;;
-	impressiond) taskset -c 1 bin/impressiond -addr "$addr" "${extra_args[@]}" >"$log" 2>&1 & ;;
+	impressiond | memory) taskset -c 1 bin/impressiond -addr "$addr" "${extra_args[@]}" >"$log" 2>&1 & ;;
+	fsync-1s) taskset -c 1 bin/impressiond -addr "$addr" -data-dir "$log.data" "${extra_args[@]}" >"$log" 2>&1 & ;;
+	fsync-0) taskset -c 1 bin/impressiond -addr "$addr" -data-dir "$log.data" -fsync-interval 0 "${extra_args[@]}" >"$log" 2>&1 & ;;
 	esac
 	server_pid=$!
 }
@@ -206,6 +221,11 @@ END {
 		printf " %12.0f\n", med[name]
 	}
 	print ""
-	printf "impressiond/floor    %.2f\n", med["impressiond"] / med["floor"]
-	printf "impressiond/nethttp  %.2f\n", med["impressiond"] / med["nethttp"]
+	if ("memory" in med) {
+		printf "fsync-1s/memory      %.3f  (persistence costs %.1f%%)\n", med["fsync-1s"] / med["memory"], 100 * (1 - med["fsync-1s"] / med["memory"])
+		printf "fsync-0/memory       %.3f  (persistence costs %.1f%%)\n", med["fsync-0"] / med["memory"], 100 * (1 - med["fsync-0"] / med["memory"])
+	} else {
+		printf "impressiond/floor    %.2f\n", med["impressiond"] / med["floor"]
+		printf "impressiond/nethttp  %.2f\n", med["impressiond"] / med["nethttp"]
+	}
 }' "$work/results"

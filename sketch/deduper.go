@@ -1,6 +1,10 @@
 package sketch
 
-import "time"
+import (
+	"errors"
+	"io"
+	"time"
+)
 
 // Deduper remembers counted pairs for a TTL. Both implementations, Bloom and
 // Exact, are safe for concurrent use.
@@ -29,7 +33,25 @@ type Deduper interface {
 
 	// Rotations counts the shard generations recycled so far.
 	Rotations() uint64
+
+	// WriteTo writes the window's state (the layout, then every shard's
+	// ring position and live generations) for ReadFrom. It locks one shard
+	// at a time, so concurrent TestAndAdd calls continue; each shard is
+	// copied consistently, the whole is not a single instant.
+	WriteTo(w io.Writer) (int64, error)
+
+	// ReadFrom replaces the window's state with one written by WriteTo of a
+	// window with the same Options (errors wrapping ErrLayoutMismatch
+	// otherwise). It is meant for start-up, before concurrent use. It reads
+	// r to its end: bytes after the state are an error. On any error the
+	// window is left empty, as its constructor returns it.
+	ReadFrom(r io.Reader) (int64, error)
 }
+
+// ErrLayoutMismatch is wrapped by ReadFrom errors whose state header names
+// another mode or other Options than the receiving window's: the state may
+// be sound, but not for this window. The error text says what differs.
+var ErrLayoutMismatch = errors.New("sketch: state was written with different options")
 
 // New returns a Bloom or an Exact window; mode is "bloom" or "exact".
 func New(mode string, o Options) (Deduper, error) {

@@ -36,6 +36,9 @@ type config struct {
 	maxCampaigns  int
 	adminToken    string
 	ingestToken   string
+	dataDir       string
+	fsyncInterval time.Duration
+	snapshotEvery time.Duration
 	version       bool
 }
 
@@ -69,6 +72,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.logLevel, "log-level", "info", "least severe level logged: debug, info, warn or error")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log one line per request")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "if set, serve net/http/pprof on this separate address (never on -addr)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the write-ahead log and snapshots; empty keeps everything in memory only (lost on restart)")
+	fs.DurationVar(&c.fsyncInterval, "fsync-interval", time.Second, "how often the write-ahead log is fsync'd; 0 makes every write wait for the group commit that fsyncs it")
+	fs.DurationVar(&c.snapshotEvery, "snapshot-interval", time.Minute, "how often a snapshot of the whole state is written (and the log before it deleted)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 
 	var envErr error
@@ -151,6 +157,10 @@ func (c *config) validate() error {
 		return bad("max-header-bytes", c.maxHeader, "must be at least 1024")
 	case c.maxCampaigns < 1:
 		return bad("max-campaigns", c.maxCampaigns, "must be positive")
+	case c.fsyncInterval < 0:
+		return bad("fsync-interval", c.fsyncInterval, "must not be negative")
+	case c.snapshotEvery <= 0:
+		return bad("snapshot-interval", c.snapshotEvery, "must be positive")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return bad("log-format", c.logFormat, "want text or json")
 	}

@@ -23,7 +23,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		dedupCapacity: 10_000_000, dedupFP: 0.001, maxBody: 4194304, maxSkew: time.Minute,
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
-		logFormat: "text", logLevel: "info",
+		logFormat: "text", logLevel: "info", fsyncInterval: time.Second, snapshotEvery: time.Minute,
 	}
 	if *c != want {
 		t.Fatalf("defaults: got %+v, want %+v", *c, want)
@@ -34,19 +34,22 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	c, err := parseConfig(
 		[]string{"-dedup-ttl", "30m", "-max-body=1024"},
 		env(map[string]string{
-			"IMPRESSIOND_DEDUP":          "exact",
-			"IMPRESSIOND_DEDUP_TTL":      "2h", // the flag wins
-			"IMPRESSIOND_DEDUP_SLICES":   "12",
-			"IMPRESSIOND_DEDUP_CAPACITY": "5000",
-			"IMPRESSIOND_DEDUP_FP":       "0.01",
-			"IMPRESSIOND_ADDR":           ":9999",
-			"IMPRESSIOND_MAX_SKEW":       "5s",
-			"IMPRESSIOND_READ_TIMEOUT":   "2s",
-			"IMPRESSIOND_ADMIN_TOKEN":    "s3cret",
-			"IMPRESSIOND_MAX_CAMPAIGNS":  "7",
-			"IMPRESSIOND_LOG_FORMAT":     "json",
-			"IMPRESSIOND_LOG_LEVEL":      "debug",
-			"IMPRESSIOND_ACCESS_LOG":     "true",
+			"IMPRESSIOND_DEDUP":             "exact",
+			"IMPRESSIOND_DEDUP_TTL":         "2h", // the flag wins
+			"IMPRESSIOND_DEDUP_SLICES":      "12",
+			"IMPRESSIOND_DEDUP_CAPACITY":    "5000",
+			"IMPRESSIOND_DEDUP_FP":          "0.01",
+			"IMPRESSIOND_ADDR":              ":9999",
+			"IMPRESSIOND_MAX_SKEW":          "5s",
+			"IMPRESSIOND_READ_TIMEOUT":      "2s",
+			"IMPRESSIOND_ADMIN_TOKEN":       "s3cret",
+			"IMPRESSIOND_MAX_CAMPAIGNS":     "7",
+			"IMPRESSIOND_LOG_FORMAT":        "json",
+			"IMPRESSIOND_LOG_LEVEL":         "debug",
+			"IMPRESSIOND_ACCESS_LOG":        "true",
+			"IMPRESSIOND_DATA_DIR":          "/var/lib/impressiond",
+			"IMPRESSIOND_FSYNC_INTERVAL":    "0",
+			"IMPRESSIOND_SNAPSHOT_INTERVAL": "5m",
 		}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +60,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
 		logFormat: "json", logLevel: "debug", accessLog: true,
+		dataDir: "/var/lib/impressiond", fsyncInterval: 0, snapshotEvery: 5 * time.Minute,
 	}
 	if *c != want {
 		t.Fatalf("got %+v, want %+v", *c, want)
@@ -79,6 +83,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-dedup-fp", "1"}, nil, "-dedup-fp"},
 		{[]string{"-dedup-fp", "0"}, nil, "-dedup-fp"},
 		{[]string{"-max-body", "0"}, nil, "-max-body"},
+		{[]string{"-fsync-interval", "-1s"}, nil, "-fsync-interval"},
+		{[]string{"-snapshot-interval", "0"}, nil, "-snapshot-interval"},
+		{nil, map[string]string{"IMPRESSIOND_FSYNC_INTERVAL": "often"}, "-fsync-interval"},
 		{[]string{"-max-skew", "-1s"}, nil, "-max-skew"},
 		{[]string{"-addr", ""}, nil, "-addr"},
 		{[]string{"-no-such-flag"}, nil, "-no-such-flag"},

@@ -76,6 +76,10 @@ func run(cfg *config, log *slog.Logger) error {
 		AdminToken:     cfg.adminToken,
 		IngestToken:    cfg.ingestToken,
 		AccessLog:      cfg.accessLog,
+
+		DataDir:          cfg.dataDir,
+		FsyncInterval:    cfg.fsyncInterval,
+		SnapshotInterval: cfg.snapshotEvery,
 	})
 	if err != nil {
 		return err
@@ -102,6 +106,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
 		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
+		"data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
 		// Never the tokens themselves: only whether they are set.
 		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
 	}
@@ -110,9 +115,14 @@ func run(cfg *config, log *slog.Logger) error {
 			"bloom_filters", fmt.Sprintf("%d shards x %d generations x %d bits, k=%d", b.Shards(), b.Generations(), b.FilterBits(), b.HashCount()))
 	}
 	log.Info("impressiond starting", attrs...)
+	logRestore(log, cfg, srv.Restored())
 	if (cfg.adminToken == "" || cfg.ingestToken == "") && !isLoopback(ln.Addr()) {
 		log.Warn("listening on a non-loopback address without -admin-token and -ingest-token: anyone who can reach it can create campaigns and track impressions",
 			"addr", ln.Addr().String(), "admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "")
+	}
+
+	if cfg.dataDir == "" {
+		log.Warn("persistence is off (-data-dir is empty): every count and dedup decision is lost when the process stops")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -126,7 +136,7 @@ func run(cfg *config, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests")
+	log.Info("shutting down: draining in-flight requests, then writing a snapshot")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -134,4 +144,23 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 	log.Info("impressiond stopped")
 	return nil
+}
+
+// logRestore reports what was restored from the data directory, and a torn
+// write cut off the log's end.
+func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
+	if cfg.dataDir == "" {
+		return
+	}
+	if st.Torn != nil {
+		log.Warn("the write-ahead log ended in a torn write (a crash mid-write); the partial record was dropped", "err", st.Torn)
+	}
+	attrs := []any{"data_dir", cfg.dataDir, "campaigns", st.Campaigns, "log_segments", st.Segments,
+		"log_records", st.Records, "took", st.Took.Round(time.Millisecond)}
+	if st.Snapshot != "" {
+		attrs = append(attrs, "snapshot", st.Snapshot, "snapshot_age", st.SnapshotAge.Round(time.Second))
+	} else {
+		attrs = append(attrs, "snapshot", "none")
+	}
+	log.Info("state restored", attrs...)
 }

@@ -1,0 +1,416 @@
+package api
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store"
+)
+
+// Persistence, when Options.DataDir is set: every state change (a counted
+// impression, a created campaign) is appended to the write-ahead log while
+// the request holds gate shared; a snapshot takes gate exclusively just long
+// enough to cut the log (Rotate) and copy the counters, so the counters it
+// writes hold exactly the records of the segments before the cut.
+//
+// The dedup window is written after the gate is released, one shard at a
+// time, so it may also hold pairs of records after the cut. That is safe
+// because replay does not ask the window whether to count: a record exists
+// only for an impression that was counted, so replay counts it and adds its
+// pair, and adding a pair twice changes nothing.
+
+// Snapshot section kinds.
+const (
+	sectionMeta      = 1
+	sectionCampaigns = 2
+	sectionDedup     = 3
+)
+
+// testHookOpenLogFile, when set by a test, creates the log's segment files
+// (to inject disk errors).
+var testHookOpenLogFile func(path string) (store.File, error)
+
+// persister owns the data directory and the log of a durable Server.
+type persister struct {
+	dir   *store.Dir
+	log   *store.Log
+	every time.Duration
+	// gate is held shared by every request from its state change to its
+	// log append, and exclusively by a snapshot while it cuts the log and
+	// copies the counters.
+	gate    sync.RWMutex
+	snapMu  sync.Mutex // one snapshot at a time
+	batches sync.Pool  // *store.Batch
+
+	lastSnapshot     atomic.Int64  // unix seconds of the last good snapshot
+	snapshotDuration atomic.Int64  // its duration, in nanoseconds
+	snapshotFailures atomic.Uint64 // snapshots that failed
+}
+
+func (p *persister) batch() *store.Batch {
+	if b, ok := p.batches.Get().(*store.Batch); ok {
+		b.Reset()
+		return b
+	}
+	return new(store.Batch)
+}
+
+// errStorage answers writes while the log cannot write: 503, reads go on.
+func errStorage(err error) *apiError {
+	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, nothing was counted or created by this request; retry later: %v", err)
+}
+
+// errNotDurable answers a write whose records were applied in memory but
+// could not be made durable. A retry is safe: it finds the impression
+// already counted and answers duplicate.
+func errNotDurable(err error) *apiError {
+	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, the request may not survive a restart; retrying it is safe: %v", err)
+}
+
+// RestoreStats describe what New restored from the data directory.
+type RestoreStats struct {
+	Snapshot    string        // file loaded, empty if none
+	SnapshotAge time.Duration // how old it was
+	Campaigns   int           // campaigns restored
+	Segments    int           // log segments replayed
+	Records     uint64        // log records replayed
+	Torn        error         // a torn write cut off the log's end, if any
+	Took        time.Duration
+}
+
+// openStore restores the server's state from dir, then opens the log for
+// appending. Damage to the data stops it with an error naming the file and
+// offset: the server must not serve from partial state.
+func (s *Server) openStore(o *Options) error {
+	start := time.Now()
+	dir, err := store.OpenDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	st := &s.restored
+	next, err := s.restore(dir, st)
+	if err != nil {
+		dir.Close()
+		return err
+	}
+	s.dedup.Advance(s.now())
+	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: testHookOpenLogFile})
+	if err != nil {
+		dir.Close()
+		return err
+	}
+	s.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
+	st.Took = time.Since(start)
+	return nil
+}
+
+// restore loads the newest snapshot and replays the log after it. It
+// returns the number of the segment to open next.
+func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
+	seg, ok, err := dir.LatestSnapshot()
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		if err := s.loadSnapshot(dir, seg, st); err != nil {
+			return 0, err
+		}
+	}
+	byIndex := make(map[uint32]*campaign)
+	for _, c := range s.campaigns.list() {
+		byIndex[c.index] = c
+	}
+	now := s.now()
+	nowMin := stats.Minute(now)
+	keyed, _ := s.dedup.(keyedDeduper)
+	rs, err := dir.Replay(seg, func(r *store.Record) error {
+		switch r.Kind {
+		case store.KindCampaign:
+			c := &campaign{index: r.Campaign, id: string(r.ID), name: string(r.Name), start: r.Start}
+			if old := byIndex[c.index]; old != nil {
+				return fmt.Errorf("campaign index %d created twice (%q, %q)", c.index, old.id, c.id)
+			}
+			if err := s.campaigns.restore(c); err != nil {
+				return err
+			}
+			byIndex[c.index] = c
+		case store.KindImpression:
+			c := byIndex[r.Campaign]
+			if c == nil {
+				return fmt.Errorf("impression of unknown campaign index %d", r.Campaign)
+			}
+			switch {
+			case r.User != nil:
+				s.dedup.TestAndAdd([]byte(c.id), r.User, r.Arrival)
+			case keyed != nil:
+				keyed.TestAndAddKey(sketch.Key{Lo: r.KeyLo, Hi: r.KeyHi}, r.Arrival)
+			default:
+				return errors.New("record holds a pair's hash, not its user id: the log was written with -dedup bloom")
+			}
+			c.counter.Add(r.Minute, nowMin)
+		}
+		return nil
+	})
+	st.Segments, st.Records = rs.Segments, rs.Records
+	if rs.Torn != nil {
+		st.Torn = rs.Torn
+	}
+	if err != nil {
+		return 0, err
+	}
+	st.Campaigns = int(s.campaigns.count.Load())
+	segs, err := dir.Segments()
+	if err != nil {
+		return 0, err
+	}
+	next := max(seg, 1)
+	if len(segs) > 0 {
+		next = max(next, segs[len(segs)-1]+1)
+	}
+	return next, nil
+}
+
+// keyedDeduper is a window that takes pre-hashed pairs: Bloom. Its log
+// records carry the 16-byte key instead of the user id.
+type keyedDeduper interface {
+	TestAndAddKey(key sketch.Key, now time.Time) bool
+}
+
+func (s *Server) loadSnapshot(dir *store.Dir, seg uint64, st *RestoreStats) error {
+	r, err := dir.OpenSnapshot(seg)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	st.Snapshot = r.Path()
+	err = r.Section(sectionMeta, func(rd io.Reader) error {
+		var meta [8]byte
+		if _, err := io.ReadFull(rd, meta[:]); err != nil {
+			return err
+		}
+		st.SnapshotAge = s.now().Sub(time.Unix(0, int64(binary.LittleEndian.Uint64(meta[:]))))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.Section(sectionCampaigns, s.readCampaigns); err != nil {
+		return err
+	}
+	err = r.Section(sectionDedup, func(rd io.Reader) error {
+		_, err := s.dedup.ReadFrom(rd)
+		if errors.Is(err, sketch.ErrLayoutMismatch) {
+			return fmt.Errorf("%w; start with the -dedup flags the data was written with, or move the data directory away", err)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return r.End()
+}
+
+// Snapshot writes a snapshot of the whole state and deletes the log
+// segments it covers. Requests pause only while the log is cut and the
+// counters are copied.
+func (s *Server) Snapshot() error {
+	p := s.persist
+	if p == nil {
+		return errors.New("api: Snapshot needs Options.DataDir")
+	}
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	start := time.Now()
+	err := s.snapshot(p)
+	if err != nil {
+		p.snapshotFailures.Add(1)
+		return err
+	}
+	p.snapshotDuration.Store(int64(time.Since(start)))
+	p.lastSnapshot.Store(time.Now().Unix())
+	return nil
+}
+
+func (s *Server) snapshot(p *persister) error {
+	p.gate.Lock()
+	seg, err := p.log.Rotate()
+	if err != nil {
+		p.gate.Unlock()
+		return err
+	}
+	camps := s.appendCampaigns(nil)
+	p.gate.Unlock()
+
+	w, err := p.dir.CreateSnapshot(seg)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	err = w.Section(sectionMeta, func(wr io.Writer) error {
+		_, err := wr.Write(binary.LittleEndian.AppendUint64(nil, uint64(s.now().UnixNano())))
+		return err
+	})
+	if err == nil {
+		err = w.Section(sectionCampaigns, func(wr io.Writer) error { _, err := wr.Write(camps); return err })
+	}
+	if err == nil {
+		err = w.Section(sectionDedup, func(wr io.Writer) error { _, err := s.dedup.WriteTo(wr); return err })
+	}
+	if err == nil {
+		err = w.Commit()
+	}
+	if err != nil {
+		return err
+	}
+	return p.dir.RemoveBefore(seg)
+}
+
+// appendCampaigns encodes every campaign: count, then per campaign its
+// index, id, name, start and counter.
+func (s *Server) appendCampaigns(b []byte) []byte {
+	all := s.campaigns.list()
+	b = binary.AppendUvarint(b, uint64(len(all)))
+	for _, c := range all {
+		b = binary.AppendUvarint(b, uint64(c.index))
+		b = appendString(b, c.id)
+		b = appendString(b, c.name)
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.start.UnixNano()))
+		n := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b, _ = c.counter.AppendBinary(b)
+		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+var errCampaignsSection = errors.New("malformed campaigns section")
+
+// readCampaigns decodes appendCampaigns' encoding into the campaign table.
+func (s *Server) readCampaigns(rd io.Reader) error {
+	r := bufio.NewReader(rd)
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return err
+	}
+	str := func() (string, error) {
+		l, err := binary.ReadUvarint(r)
+		if err != nil || l > 1<<16 {
+			return "", errCampaignsSection
+		}
+		b := make([]byte, l)
+		_, err = io.ReadFull(r, b)
+		return string(b), err
+	}
+	var fixed [8]byte
+	var counter []byte
+	for range n {
+		idx, err := binary.ReadUvarint(r)
+		if err != nil || idx > 1<<32-1 {
+			return errCampaignsSection
+		}
+		c := &campaign{index: uint32(idx)}
+		if c.id, err = str(); err != nil {
+			return err
+		}
+		if c.name, err = str(); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r, fixed[:]); err != nil {
+			return err
+		}
+		c.start = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
+		if _, err := io.ReadFull(r, fixed[:4]); err != nil {
+			return err
+		}
+		l := binary.LittleEndian.Uint32(fixed[:4])
+		if l > 16+8*stats.Minutes {
+			return errCampaignsSection
+		}
+		counter = append(counter[:0], make([]byte, l)...)
+		if _, err := io.ReadFull(r, counter); err != nil {
+			return err
+		}
+		if err := c.counter.UnmarshalBinary(counter); err != nil {
+			return err
+		}
+		if err := s.campaigns.restore(c); err != nil {
+			return err
+		}
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		return errCampaignsSection
+	}
+	return nil
+}
+
+// snapshots writes a snapshot every interval until stopCh closes.
+func (s *Server) snapshots(p *persister) {
+	defer s.wg.Done()
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+			if err := s.Snapshot(); err != nil {
+				s.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
+			}
+		}
+	}
+}
+
+// closeStore writes a last snapshot if asked, then flushes and closes the
+// log and releases the directory.
+func (s *Server) closeStore(snapshot bool) error {
+	p := s.persist
+	var errs []error
+	if snapshot {
+		if err := s.Snapshot(); err != nil {
+			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
+		}
+	}
+	errs = append(errs, p.log.Close(), p.dir.Close())
+	return errors.Join(errs...)
+}
+
+func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string)) {
+	p := s.persist
+	if p == nil {
+		return
+	}
+	ls := p.log.Stats()
+	help("impressiond_wal_records_total", "counter", "Records appended to the write-ahead log.")
+	fmt.Fprintf(w, "impressiond_wal_records_total %d\n", ls.Records)
+	help("impressiond_wal_bytes_total", "counter", "Bytes written to the write-ahead log.")
+	fmt.Fprintf(w, "impressiond_wal_bytes_total %d\n", ls.Bytes)
+	help("impressiond_wal_fsyncs_total", "counter", "Group commits fsync'd.")
+	fmt.Fprintf(w, "impressiond_wal_fsyncs_total %d\n", ls.Fsyncs)
+	healthy := 1
+	if p.log.Err() != nil {
+		healthy = 0
+	}
+	help("impressiond_storage_healthy", "gauge", "1 while the log writes and fsyncs; 0 while writes are refused with 503 (disk full or failing).")
+	fmt.Fprintf(w, "impressiond_storage_healthy %d\n", healthy)
+	help("impressiond_snapshot_last_success_timestamp_seconds", "gauge", "Unix time of the last snapshot written.")
+	fmt.Fprintf(w, "impressiond_snapshot_last_success_timestamp_seconds %d\n", p.lastSnapshot.Load())
+	help("impressiond_snapshot_duration_seconds", "gauge", "Time the last snapshot took.")
+	fmt.Fprintf(w, "impressiond_snapshot_duration_seconds %g\n", time.Duration(p.snapshotDuration.Load()).Seconds())
+	help("impressiond_snapshot_failures_total", "counter", "Snapshots that failed.")
+	fmt.Fprintf(w, "impressiond_snapshot_failures_total %d\n", p.snapshotFailures.Load())
+}

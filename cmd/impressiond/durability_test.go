@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proc is a running impressiond.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan error
+}
+
+// startProc starts the binary and waits for its start-up line.
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...), done: make(chan error, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`msg="impressiond starting".* addr=(127\.0\.0\.1:\d+)`)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		close(addr)
+		p.done <- p.cmd.Wait()
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatalf("impressiond exited before serving:\n%s", p.logText())
+		}
+		p.base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no start-up line within 30s:\n%s", p.logText())
+	}
+	return p
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// waitLog waits up to 5s for the log to contain s.
+func (p *proc) waitLog(s string) {
+	p.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.logText(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("log does not say %q within 5s:\n%s", s, p.logText())
+		}
+	}
+}
+
+// stop sends sig and waits for the exit; it returns the exit error.
+func (p *proc) stop(sig os.Signal) error {
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("no exit within 30s of %v", sig)
+		return nil
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func (p *proc) call(method, path, body string) (int, string, error) {
+	req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func (p *proc) mustCall(method, path, body string, want int) string {
+	p.t.Helper()
+	code, b, err := p.call(method, path, body)
+	if err != nil || code != want {
+		p.t.Fatalf("%s %s: %d %s %v, want %d", method, path, code, b, err, want)
+	}
+	return b
+}
+
+type statsBody struct {
+	LastHour uint64 `json:"last_hour"`
+	LastDay  uint64 `json:"last_day"`
+	Total    uint64 `json:"total"`
+}
+
+func (p *proc) stats(id string) statsBody {
+	p.t.Helper()
+	var s statsBody
+	json.Unmarshal([]byte(p.mustCall("GET", "/api/v1/campaigns/"+id+"/stats", "", 200)), &s)
+	return s
+}
+
+func impression(c, u string, at time.Time) string {
+	if at.IsZero() {
+		return fmt.Sprintf(`{"campaign_id":%q,"user_id":%q}`, c, u)
+	}
+	return fmt.Sprintf(`{"campaign_id":%q,"user_id":%q,"timestamp":%q}`, c, u, at.UTC().Format(time.RFC3339))
+}
+
+// TestDurability drives the real binary: graceful restarts keep every
+// reading and dedup decision, kill -9 keeps campaigns and acknowledged
+// impressions, damage stops the start-up with exit status 1.
+func TestDurability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	ids := []string{"c0", "c1", "c2", "c3"}
+
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run("SIGTERM and restart/"+mode, func(t *testing.T) {
+			dir := t.TempDir()
+			a := startProc(t, bin, "-dedup", mode, "-data-dir", dir)
+			for _, id := range ids {
+				a.mustCall("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"`+id+`","start_time":"2026-01-01T00:00:00Z"}`, 201)
+			}
+			// Event times clear of the window edges, so that a minute
+			// passing during the test moves nothing across them.
+			now := time.Now()
+			offsets := []time.Duration{0, 10 * time.Minute, 30 * time.Minute, 3 * time.Hour, 20 * time.Hour, 30 * time.Hour}
+			var pairs []string
+			for i := range 300 {
+				c, u := ids[i%4], fmt.Sprintf("u%d", i%170)
+				a.mustCall("POST", "/api/v1/impressions", impression(c, u, now.Add(-offsets[i%len(offsets)])), 200)
+				pairs = append(pairs, c+"/"+u)
+			}
+			var batch []string
+			for i := range 200 {
+				batch = append(batch, impression("c1", fmt.Sprintf("b%d", i%120), time.Time{}))
+				pairs = append(pairs, fmt.Sprintf("c1/b%d", i%120))
+			}
+			a.mustCall("POST", "/api/v1/impressions/batch", "["+strings.Join(batch, ",")+"]", 200)
+			before := map[string]statsBody{}
+			for _, id := range ids {
+				before[id] = a.stats(id)
+			}
+			if err := a.stop(syscall.SIGTERM); err != nil {
+				t.Fatalf("exit after SIGTERM: %v\n%s", err, a.logText())
+			}
+
+			b := startProc(t, bin, "-dedup", mode, "-data-dir", dir)
+			b.waitLog("state restored")
+			for _, id := range ids {
+				if got := b.stats(id); got != before[id] {
+					t.Fatalf("%s after restart: %+v, want %+v", id, got, before[id])
+				}
+			}
+			for _, pr := range pairs {
+				c, u, _ := strings.Cut(pr, "/")
+				if body := b.mustCall("POST", "/api/v1/impressions", impression(c, u, time.Time{}), 200); !strings.Contains(body, "duplicate") {
+					t.Fatalf("%s after restart: %s, want duplicate", pr, body)
+				}
+			}
+		})
+	}
+
+	t.Run("kill -9 after a campaign 201", func(t *testing.T) {
+		dir := t.TempDir()
+		a := startProc(t, bin, "-data-dir", dir)
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"fresh","name":"Fresh"}`, 201)
+		a.stop(syscall.SIGKILL)
+		b := startProc(t, bin, "-data-dir", dir)
+		b.mustCall("GET", "/api/v1/campaigns/fresh", "", 200)
+	})
+
+	t.Run("kill -9 under load with fsync 0", func(t *testing.T) {
+		dir := t.TempDir()
+		a := startProc(t, bin, "-dedup", "exact", "-data-dir", dir, "-fsync-interval", "0")
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
+		var mu sync.Mutex
+		acked := map[string]bool{} // pairs answered 200 counted
+		sent := map[string]bool{}  // pairs sent, answered or not
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					u := fmt.Sprintf("u%d-%d", w, i/2) // each pair twice
+					mu.Lock()
+					sent[u] = true
+					mu.Unlock()
+					code, body, err := a.call("POST", "/api/v1/impressions", impression("c", u, time.Time{}))
+					if err != nil {
+						return // killed
+					}
+					if code == 200 && strings.Contains(body, `"counted"`) {
+						mu.Lock()
+						acked[u] = true
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(1500 * time.Millisecond)
+		a.stop(syscall.SIGKILL)
+		wg.Wait()
+
+		b := startProc(t, bin, "-dedup", "exact", "-data-dir", dir, "-fsync-interval", "0")
+		total := b.stats("c").Total
+		if total < uint64(len(acked)) || total > uint64(len(sent)) {
+			t.Fatalf("total after kill -9: %d; want between %d acknowledged and %d sent", total, len(acked), len(sent))
+		}
+		for u := range sent {
+			body := b.mustCall("POST", "/api/v1/impressions", impression("c", u, time.Time{}), 200)
+			if acked[u] && !strings.Contains(body, "duplicate") {
+				t.Fatalf("acknowledged pair %s counted again after restart", u)
+			}
+		}
+		if got := b.stats("c").Total; got != uint64(len(sent)) {
+			t.Fatalf("total after resending every pair: %d, want %d distinct pairs, each counted once", got, len(sent))
+		}
+		t.Logf("%d pairs acknowledged before kill -9, %d restored", len(acked), total)
+	})
+
+	t.Run("damaged snapshot refuses to start", func(t *testing.T) {
+		dir := t.TempDir()
+		a := startProc(t, bin, "-data-dir", dir)
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
+		a.stop(syscall.SIGTERM)
+		snaps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*.snap"))
+		if len(snaps) != 1 {
+			t.Fatalf("snapshots after SIGTERM: %v", snaps)
+		}
+		data, _ := os.ReadFile(snaps[0])
+		data[len(data)/2] ^= 1
+		os.WriteFile(snaps[0], data, 0o644)
+		cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dir)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit %v, want status 1\n%s", err, out)
+		}
+		if !strings.Contains(string(out), snaps[0]) || !strings.Contains(string(out), "offset") {
+			t.Fatalf("log does not name the file and offset:\n%s", out)
+		}
+	})
+
+	t.Run("torn log tail is cut with a warning", func(t *testing.T) {
+		dir := t.TempDir()
+		// fsync 0: every answered impression is in the file before kill -9
+		// (with 1s, the last few may still be in the writer's queue).
+		a := startProc(t, bin, "-data-dir", dir, "-fsync-interval", "0")
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
+		for i := range 10 {
+			a.mustCall("POST", "/api/v1/impressions", impression("c", fmt.Sprint(i), time.Time{}), 200)
+		}
+		a.stop(syscall.SIGKILL)
+		segs, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+		last := segs[len(segs)-1]
+		data, _ := os.ReadFile(last)
+		os.WriteFile(last, data[:len(data)-5], 0o644)
+		b := startProc(t, bin, "-data-dir", dir)
+		b.waitLog("torn write")
+		if got := b.stats("c").Total; got != 9 {
+			t.Fatalf("total %d, want 9 (the torn tenth dropped)\n%s", got, b.logText())
+		}
+	})
+}
