@@ -133,6 +133,13 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	now := s.now()
 	nowMin := stats.Minute(now)
 	keyed, _ := s.dedup.(keyedDeduper)
+	add := s.dedup.Add
+	if x, ok := s.dedup.(*sketch.Exact); ok {
+		// Gathers the pairs and builds each map once, at its size.
+		l := x.Loader()
+		defer l.Close()
+		add = l.Add
+	}
 	rs, err := dir.Replay(seg, func(r *store.Record) error {
 		switch r.Kind {
 		case store.KindCampaign:
@@ -149,11 +156,14 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			if c == nil {
 				return fmt.Errorf("impression of unknown campaign index %d", r.Campaign)
 			}
+			// Add, not TestAndAdd: the record is a pair counted at
+			// r.Arrival, so it goes to that slice's generation, which
+			// the snapshot may already hold it in; nothing else may.
 			switch {
 			case r.User != nil:
-				s.dedup.TestAndAdd([]byte(c.id), r.User, r.Arrival)
+				add([]byte(c.id), r.User, r.Arrival)
 			case keyed != nil:
-				keyed.TestAndAddKey(sketch.Key{Lo: r.KeyLo, Hi: r.KeyHi}, r.Arrival)
+				keyed.AddKey(sketch.Key{Lo: r.KeyLo, Hi: r.KeyHi}, r.Arrival)
 			default:
 				return errors.New("record holds a pair's hash, not its user id: the log was written with -dedup bloom")
 			}
@@ -184,6 +194,7 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 // records carry the 16-byte key instead of the user id.
 type keyedDeduper interface {
 	TestAndAddKey(key sketch.Key, now time.Time) bool
+	AddKey(key sketch.Key, at time.Time)
 }
 
 func (s *Server) loadSnapshot(dir *store.Dir, seg uint64, st *RestoreStats) error {

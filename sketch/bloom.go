@@ -95,6 +95,28 @@ func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	return false
 }
 
+// Add implements Deduper.
+func (b *Bloom) Add(campaign, user []byte, at time.Time) {
+	b.AddKey(KeyOf(campaign, user), at)
+}
+
+// AddKey is Add for a pair already hashed with KeyOf.
+func (b *Bloom) AddKey(key Key, at time.Time) {
+	var buf [maxK]uint64
+	pos := b.positions(key, buf[:b.k])
+	s := b.shard(key)
+	e := b.clock.epoch(at)
+	s.mu.Lock()
+	s.advanceLocked(e, &b.rotations)
+	if g, ok := s.ring.slot(e); ok {
+		w := s.words[g]
+		for _, p := range pos {
+			w[p>>6] |= 1 << (p & 63)
+		}
+	}
+	s.mu.Unlock()
+}
+
 // TestKey is Test for a pair already hashed with KeyOf.
 func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	var buf [maxK]uint64

@@ -19,6 +19,14 @@ type Deduper interface {
 	// at now, without recording it.
 	Test(campaign, user []byte, now time.Time) (seen bool)
 
+	// Add records the pair as counted at time at, in the generation of
+	// at's slice, without testing the others: it replays pairs known to
+	// have been counted once (a log), and adding a pair twice at the same
+	// time changes nothing. Pairs whose slice has left the window are
+	// ignored; a slice newer than any seen rotates the window as
+	// TestAndAdd would.
+	Add(campaign, user []byte, at time.Time)
+
 	// Advance drops the generations that have left the window at now. The
 	// structure also rotates lazily on every call; Advance lets an idle
 	// shard release memory (Exact) without waiting for traffic.

@@ -69,6 +69,25 @@ func (x *Exact) TestAndAdd(campaign, user []byte, now time.Time) bool {
 	return false
 }
 
+// Add implements Deduper.
+func (x *Exact) Add(campaign, user []byte, at time.Time) {
+	var stack [maxStackKey]byte
+	k := pairKey(stack[:0], campaign, user)
+	e := x.clock.epoch(at)
+	s := x.lockShard(k, at)
+	if i, ok := s.ring.slot(e); ok {
+		g := &s.gens[i]
+		if *g == nil {
+			*g = make(map[string]struct{})
+		}
+		if _, dup := (*g)[string(k)]; !dup {
+			(*g)[string(k)] = struct{}{}
+			s.bytes[i] += entryBytes(len(k))
+		}
+	}
+	s.mu.Unlock()
+}
+
 // lockShard locks the shard of key k and brings it to the slice of now;
 // the caller unlocks it.
 func (x *Exact) lockShard(k []byte, now time.Time) *exactShard {

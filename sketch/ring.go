@@ -34,6 +34,17 @@ func (r *ring) advance(e int64) (expired int) {
 	return int(d)
 }
 
+// slot returns the index of the generation of slice e, advancing the ring
+// first if e is newer, and false if e has left the window. The caller
+// resets the generations that expire, as after advance.
+func (r *ring) slot(e int64) (i int, ok bool) {
+	age := r.epoch - e
+	if age < 0 || age >= int64(r.n) || r.epoch == noEpoch {
+		return 0, false
+	}
+	return (r.head - int(age) + r.n) % r.n, true
+}
+
 // next makes the oldest generation the newest and returns its index.
 func (r *ring) next() int {
 	r.head++

@@ -327,3 +327,70 @@ func TestRotationsAndFill(t *testing.T) {
 		t.Fatalf("exact rotations %d (was %d), generations %d", x.Rotations(), r, x.Generations())
 	}
 }
+
+// TestAddReplaysIntoItsSlice: Add puts a pair in the generation of its own
+// slice, even once the window has moved on, so a replayed pair expires when
+// it would have live; adding it again changes nothing; a pair whose slice
+// has left the window is ignored.
+func TestAddReplaysIntoItsSlice(t *testing.T) {
+	const ttl, slices = time.Hour, 6
+	slice := ttl / slices
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run(mode, func(t *testing.T) {
+			d := newDeduper(t, mode, Options{TTL: ttl, Slices: slices, Capacity: 10000})
+			at := t0.Truncate(slice)
+			d.TestAndAdd(camp, user(0), at.Add(3*slice)) // the window is three slices on
+			d.Add(camp, user(1), at)
+			d.Add(camp, user(1), at) // idempotent
+			d.Add(camp, user(2), at.Add(-4*slice))
+			if !d.Test(camp, user(1), at.Add(ttl-time.Nanosecond)) {
+				t.Fatal("replayed pair forgotten within its TTL")
+			}
+			if d.Test(camp, user(1), at.Add(ttl+slice)) {
+				t.Fatal("replayed pair outlived the window of its own slice")
+			}
+			if d.Test(camp, user(2), at.Add(3*slice)) {
+				t.Fatal("a pair whose slice had left the window was added")
+			}
+			if x, ok := d.(*Exact); ok && x.Len() != 1 {
+				t.Fatalf("Len = %d, want 1: user 0 (user 1 has expired, user 2 never went in)", x.Len())
+			}
+		})
+	}
+}
+
+// TestExactLoaderMatchesAdd: pairs replayed through a Loader leave the
+// window answering exactly as pairs replayed one by one with Add, across
+// slices in and out of the window, and the memory estimate agrees.
+func TestExactLoaderMatchesAdd(t *testing.T) {
+	o := Options{TTL: time.Hour, Slices: 6}
+	slow, fast := newDeduper(t, "exact", o).(*Exact), newDeduper(t, "exact", o).(*Exact)
+	// A snapshot-like starting state in both.
+	for i := range 100 {
+		slow.TestAndAdd(camp, user(i), t0)
+		fast.TestAndAdd(camp, user(i), t0)
+	}
+	l := fast.Loader()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		at := t0.Add(time.Duration(rng.IntN(int(3 * time.Hour))))
+		u := user(rng.IntN(3000))
+		slow.Add(camp, u, at)
+		l.Add(camp, u, at)
+	}
+	l.Close()
+	// Add leaves each shard at its own newest slice, the loader all at the
+	// newest of all; they agree once both are brought to the same time.
+	slow.Advance(t0.Add(3 * time.Hour))
+	fast.Advance(t0.Add(3 * time.Hour))
+	if slow.Len() != fast.Len() || slow.Bytes() != fast.Bytes() {
+		t.Fatalf("Len/Bytes: loader %d/%d, Add %d/%d", fast.Len(), fast.Bytes(), slow.Len(), slow.Bytes())
+	}
+	for _, dt := range []time.Duration{3 * time.Hour, 3*time.Hour + 20*time.Minute, 4 * time.Hour} {
+		for i := range 3000 {
+			if a, b := slow.Test(camp, user(i), t0.Add(dt)), fast.Test(camp, user(i), t0.Add(dt)); a != b {
+				t.Fatalf("user %d at +%s: loader %v, Add %v", i, dt, b, a)
+			}
+		}
+	}
+}
