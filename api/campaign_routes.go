@@ -43,7 +43,11 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errorf(fasthttp.StatusConflict, "campaign %q already exists", c.id))
 		return
 	default:
-		writeError(ctx, errStorage(err))
+		if s.remote != nil {
+			writeError(ctx, errRedis(err))
+		} else {
+			writeError(ctx, errStorage(err))
+		}
 		return
 	}
 	ctx.Response.Header.Set("Location", "/api/v1/campaigns/"+c.id)
@@ -56,6 +60,9 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 // addCampaign registers c and, on a durable server, has it fsync'd to the
 // log before it is visible or acknowledged.
 func (s *Server) addCampaign(c *campaign) error {
+	if s.remote != nil {
+		return s.createRemote(c)
+	}
 	p := s.persist
 	if p == nil {
 		return s.campaigns.add(c, nil)
@@ -120,7 +127,6 @@ func newCampaignID() string {
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	c := s.campaignFromPath(ctx)
 	if c == nil {
-		writeError(ctx, errCampaignNotFound)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
@@ -128,7 +134,16 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 
 // listCampaigns serves GET /api/v1/campaigns.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
-	all := s.campaigns.list()
+	var all []*campaign
+	if s.remote != nil {
+		var e *apiError
+		if all, e = s.listRemote(); e != nil {
+			writeError(ctx, e)
+			return
+		}
+	} else {
+		all = s.campaigns.list()
+	}
 	out := campaignListJSON{Campaigns: make([]campaignJSON, len(all))}
 	for i, c := range all {
 		out.Campaigns[i] = toJSON(c)
@@ -140,10 +155,20 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 	c := s.campaignFromPath(ctx)
 	if c == nil {
-		writeError(ctx, errCampaignNotFound)
 		return
 	}
-	w := c.counter.Read(stats.Minute(s.now()))
+	now := stats.Minute(s.now())
+	var w stats.Window
+	if s.remote != nil {
+		mins, total, e := s.remoteMinutes(c, now, stats.DayMinutes)
+		if e != nil {
+			writeError(ctx, e)
+			return
+		}
+		w = windowOf(mins, total)
+	} else {
+		w = c.counter.Read(now)
+	}
 	writeJSON(ctx, fasthttp.StatusOK, statsJSON{
 		CampaignID: c.id,
 		LastHour:   w.LastHour,
@@ -152,9 +177,24 @@ func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 	})
 }
 
+// campaignFromPath returns the campaign named by the path, or writes the
+// error (404, or 503 when Redis fails) and returns nil.
 func (s *Server) campaignFromPath(ctx *fasthttp.RequestCtx) *campaign {
 	id, _ := ctx.UserValue("id").(string)
-	return s.campaigns.get([]byte(id))
+	var c *campaign
+	if s.remote != nil {
+		var e *apiError
+		if c, e = s.remoteCampaign([]byte(id)); e != nil {
+			writeError(ctx, e)
+			return nil
+		}
+	} else {
+		c = s.campaigns.get([]byte(id))
+	}
+	if c == nil {
+		writeError(ctx, errCampaignNotFound)
+	}
+	return c
 }
 
 func toJSON(c *campaign) campaignJSON {
@@ -189,10 +229,19 @@ func (s *Server) getSeries(ctx *fasthttp.RequestCtx) {
 	}
 	c := s.campaignFromPath(ctx)
 	if c == nil {
-		writeError(ctx, errCampaignNotFound)
 		return
 	}
 	now := stats.Minute(s.now())
+	at := c.counter.At
+	if s.remote != nil {
+		mins, _, e := s.remoteMinutes(c, now, n)
+		if e != nil {
+			writeError(ctx, e)
+			return
+		}
+		first := now - int64(n) + 1
+		at = func(m int64) uint64 { return mins[m-first] }
+	}
 	out := make([]byte, 0, 64+n*48)
 	out = append(out, `{"campaign_id":`...)
 	out = appendJSONString(out, c.id)
@@ -204,7 +253,7 @@ func (s *Server) getSeries(ctx *fasthttp.RequestCtx) {
 		out = append(out, `{"t":"`...)
 		out = time.Unix(m*60, 0).UTC().AppendFormat(out, time.RFC3339)
 		out = append(out, `","count":`...)
-		out = strconv.AppendUint(out, c.counter.At(m), 10)
+		out = strconv.AppendUint(out, at(m), 10)
 		out = append(out, '}')
 	}
 	out = append(out, "]}"...)

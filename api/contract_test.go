@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -305,7 +306,12 @@ func (c *contract) unproduced() []string {
 // that every documented response was produced by some test.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if code == 0 && fullRun() {
+	// The memory run checks that every documented status was produced;
+	// some (503 from Redis) come only from the Redis tests, which skip
+	// without a redis-server outside CI.
+	if _, err := exec.LookPath("redis-server"); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, "redis-server not found: the API contract coverage check is skipped")
+	} else if code == 0 && fullRun() && !testRedis {
 		if err := contractCoverage(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: API contract coverage: %v\n", err)
 			code = 1

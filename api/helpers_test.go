@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,8 +15,38 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/impressiond/impressiond/internal/redistest"
 	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/store/redisstore"
 )
+
+// testRedis runs the API tests against the shared-store mode, each test on
+// a redis-server of its own: IMPRESSIOND_TEST_STORE=redis go test ./api
+// (make test does both). Tests of what only the in-process store does
+// (persistence, dedup internals, the fake clock driving exact-mode TTLs)
+// call memoryOnly.
+var testRedis = os.Getenv("IMPRESSIOND_TEST_STORE") == "redis"
+
+// memoryOnly skips a test in the shared-store run, saying why.
+func memoryOnly(t testing.TB, why string) {
+	t.Helper()
+	if testRedis {
+		t.Skip("in-process store only: " + why)
+	}
+}
+
+// openTestRedis starts a redis-server for the test and opens a store on it.
+func openTestRedis(t testing.TB, mode string) *redisstore.Store {
+	t.Helper()
+	srv := redistest.Start(t)
+	st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode,
+		Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
 
 // fakeClock is a clock tests move by hand.
 type fakeClock struct {
@@ -66,6 +97,9 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	o := Options{Dedup: dedup, MaxSkew: time.Minute, MaxBodySize: 4 << 20, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, f := range opts {
 		f(&o)
+	}
+	if testRedis {
+		o.Dedup, o.Redis = nil, openTestRedis(t, mode)
 	}
 	srv, err := New(o)
 	if err != nil {

@@ -201,6 +201,11 @@ func (s *Server) writeMetrics(w io.Writer) {
 	help("impressiond_campaigns", "gauge", "Campaigns registered.")
 	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.campaigns.count.Load())
 
+	if s.dedup == nil {
+		s.writeRedisMetrics(w, help)
+		metrics.WriteProcessMetrics(w)
+		return
+	}
 	help("impressiond_dedup_bytes", "gauge", "Memory held by the dedup window (exact for bloom, an estimate for exact).")
 	fmt.Fprintf(w, "impressiond_dedup_bytes %d\n", s.dedup.Bytes())
 	help("impressiond_dedup_generations", "gauge", "Generations kept per dedup shard (slices + 1).")
@@ -222,4 +227,13 @@ func (s *Server) writeMetrics(w io.Writer) {
 		fmt.Fprintf(w, "impressiond_access_log_dropped_total %d\n", s.access.dropped.Load())
 	}
 	metrics.WriteProcessMetrics(w)
+}
+
+func (s *Server) writeRedisMetrics(w io.Writer, help func(name, typ, text string)) {
+	up := 0
+	if s.remote.Healthy() {
+		up = 1
+	}
+	help("impressiond_redis_up", "gauge", "1 while the shared Redis answers its pings; 0 while requests that need it get 503.")
+	fmt.Fprintf(w, "impressiond_redis_up %d\n", up)
 }

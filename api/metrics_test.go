@@ -9,6 +9,7 @@ import (
 )
 
 func TestMetrics(t *testing.T) {
+	memoryOnly(t, "dedup and campaign gauges of the in-process store; TestRedisUnavailable covers impressiond_redis_up")
 	ts := newTestServer(t, "bloom")
 	ts.createCampaign("secret-campaign")
 	ts.do("POST", "/api/v1/impressions", track("secret-campaign", "secret-user")).want(t, 200)

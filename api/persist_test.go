@@ -89,6 +89,7 @@ func (ts *testServer) dupAll(pairs []string) {
 // modes, whether the state came from the final snapshot, from the log, or
 // from a snapshot plus the log after it.
 func TestRestartKeepsState(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	for _, mode := range []string{"bloom", "exact"} {
 		for _, how := range []string{"snapshot", "log", "snapshot+log"} {
 			t.Run(mode+"/"+how, func(t *testing.T) {
@@ -143,6 +144,7 @@ func TestRestartKeepsState(t *testing.T) {
 // TestRestartExpiresDedup: generations older than the TTL are dropped on
 // restore, so a pair counted more than TTL + TTL/K ago counts again.
 func TestRestartExpiresDedup(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	dir := t.TempDir()
 	clock := &fakeClock{t: testNow}
 	a := durableServer(t, "exact", dir, clock, time.Second)
@@ -165,6 +167,7 @@ func TestRestartExpiresDedup(t *testing.T) {
 // exactly the number of 200 "counted" answers — the cut between snapshot
 // and log loses nothing and counts nothing twice.
 func TestSnapshotUnderLoad(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	for _, mode := range []string{"bloom", "exact"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -218,6 +221,7 @@ func TestSnapshotUnderLoad(t *testing.T) {
 // TestFsyncZeroWaitsForCommit: with -fsync-interval 0 answers come only
 // after a group commit; concurrent requests share fsyncs.
 func TestFsyncZeroWaitsForCommit(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	dir := t.TempDir()
 	a := durableServer(t, "bloom", dir, &fakeClock{t: testNow}, 0)
 	a.createCampaign("c")
@@ -246,6 +250,7 @@ func TestFsyncZeroWaitsForCommit(t *testing.T) {
 // reads keep working; once the disk has room again writes succeed, and
 // nothing counted before is lost or counted twice.
 func TestDiskFull(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	var mu sync.Mutex
 	full := false
 	testHookOpenLogFile = func(p string) (store.File, error) {
@@ -330,6 +335,7 @@ func (f fullFile) Sync() error {
 // dedup options, or a log of the other mode stop New with an error naming
 // the file; a torn log tail is cut and reported.
 func TestRestoreRefusesDamage(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
 	setup := func(t *testing.T, mode string, snapshot bool) string {
 		dir := t.TempDir()
 		a := durableServer(t, mode, dir, &fakeClock{t: testNow}, time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/store/redisstore"
 )
 
 const (
@@ -26,8 +27,14 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// Dedup decides which impressions are repeats. Required.
+	// Dedup decides which impressions are repeats. Required unless Redis
+	// is set.
 	Dedup sketch.Deduper
+
+	// Redis, when set, keeps campaigns, dedup and counters in a shared
+	// Redis instead of this process: any number of servers on one Redis
+	// agree. Dedup and DataDir must then be unset.
+	Redis *redisstore.Store
 
 	// MaxBodySize is the largest request body accepted, in bytes; larger
 	// ones get a 413. By default 4 MiB, which fits a full batch.
@@ -141,8 +148,10 @@ type Server struct {
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
 
-	persist  *persister // nil unless Options.DataDir
-	restored RestoreStats
+	persist     *persister        // nil unless Options.DataDir
+	remote      *redisstore.Store // nil unless Options.Redis
+	remoteCache remoteCampaigns   // campaigns read from Redis
+	restored    RestoreStats
 
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
 	access  *accessLog          // nil unless Options.AccessLog
@@ -160,7 +169,10 @@ type Server struct {
 // there; damaged data fails New with an error naming the file and offset
 // (a *store.CorruptError).
 func New(o Options) (*Server, error) {
-	if o.Dedup == nil {
+	switch {
+	case o.Redis != nil && (o.Dedup != nil || o.DataDir != ""):
+		return nil, errors.New("api: Options.Redis excludes Dedup and DataDir: the state lives in Redis")
+	case o.Redis == nil && o.Dedup == nil:
 		return nil, errors.New("api: Options.Dedup is required")
 	}
 	if o.MaxSkew < 0 {
@@ -169,6 +181,7 @@ func New(o Options) (*Server, error) {
 	o.setDefaults()
 	s := &Server{
 		dedup:     o.Dedup,
+		remote:    o.Redis,
 		campaigns: newCampaignTable(o.MaxCampaigns),
 		now:       o.Now,
 		maxSkew:   o.MaxSkew,
@@ -317,7 +330,9 @@ func (s *Server) maintain() {
 		case <-s.stopCh:
 			return
 		case <-t.C:
-			s.dedup.Advance(s.now())
+			if s.dedup != nil {
+				s.dedup.Advance(s.now())
+			}
 		}
 	}
 }
@@ -341,13 +356,20 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) {
 	writeError(ctx, errMethodNotAllowed)
 }
 
-var errNotReady = newError(fasthttp.StatusServiceUnavailable, "not ready: starting or shutting down")
+var (
+	errNotReady  = newError(fasthttp.StatusServiceUnavailable, "not ready: starting or shutting down")
+	errRedisDown = newError(fasthttp.StatusServiceUnavailable, "not ready: the shared store (Redis) does not answer")
+)
 
 // readyz answers 200 while the server is serving, 503 before Serve and
 // from the start of Shutdown, so a load balancer drains it first.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	if !s.ready.Load() {
 		writeError(ctx, errNotReady)
+		return
+	}
+	if s.remote != nil && !s.remote.Healthy() {
+		writeError(ctx, errRedisDown)
 		return
 	}
 	ctx.SetContentType(contentTypeJSON)

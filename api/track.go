@@ -45,6 +45,8 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 	var e *apiError
 	if p := s.persist; p != nil {
 		dup, e = s.trackDurable(p, &req)
+	} else if s.remote != nil {
+		dup, e = s.trackRemote(&req)
 	} else {
 		dup, e = s.track(&req, s.now(), &last, nil)
 	}
@@ -108,6 +110,10 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
+	if s.remote != nil {
+		s.trackBatchRemote(ctx, buf)
+		return
+	}
 	var rec *store.Batch
 	if p := s.persist; p != nil {
 		if err := p.log.Err(); err != nil {
@@ -119,32 +125,14 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 		p.gate.RLock()
 	}
 	now := s.now()
-	var counted, dups, rejected int
+	var t batchTally
 	var last *campaign
-	out := append(buf.out[:0], `,"errors":[`...)
+	buf.out = append(buf.out[:0], `,"errors":[`...)
 	for i := range buf.items {
 		dup, e := s.track(&buf.items[i], now, &last, rec)
-		switch {
-		case e != nil:
-			if rejected > 0 {
-				out = append(out, ',')
-			}
-			rejected++
-			out = append(out, `{"index":`...)
-			out = strconv.AppendInt(out, int64(i), 10)
-			out = append(out, `,"error":`...)
-			out = appendJSONString(out, e.msg)
-			out = append(out, `,"code":`...)
-			out = strconv.AppendInt(out, int64(e.code), 10)
-			out = append(out, '}')
-		case dup:
-			dups++
-		default:
-			counted++
-		}
+		buf.out = t.add(buf.out, i, dup, e)
 	}
-	out = append(out, "]}"...)
-	buf.out = out
+	buf.out = append(buf.out, "]}"...)
 	if p := s.persist; p != nil {
 		err := p.log.Append(rec)
 		p.gate.RUnlock()
@@ -153,67 +141,82 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	s.metrics.counted.add(ctx, uint64(counted))
-	s.metrics.duplicate.add(ctx, uint64(dups))
-	s.metrics.rejected.add(ctx, uint64(rejected))
+	s.writeBatch(ctx, &t, buf.out)
+}
 
+// batchTally counts a batch's outcomes while its errors are appended.
+type batchTally struct{ counted, dups, rejected int }
+
+// add tallies item i and appends its error, if any, to out.
+func (t *batchTally) add(out []byte, i int, dup bool, e *apiError) []byte {
+	switch {
+	case e != nil:
+		if t.rejected > 0 {
+			out = append(out, ',')
+		}
+		t.rejected++
+		out = append(out, `{"index":`...)
+		out = strconv.AppendInt(out, int64(i), 10)
+		out = append(out, `,"error":`...)
+		out = appendJSONString(out, e.msg)
+		out = append(out, `,"code":`...)
+		out = strconv.AppendInt(out, int64(e.code), 10)
+		out = append(out, '}')
+	case dup:
+		t.dups++
+	default:
+		t.counted++
+	}
+	return out
+}
+
+// writeBatch counts the batch in the metrics and writes its response: the
+// tallies, then errors, which holds `,"errors":[...]}`.
+func (s *Server) writeBatch(ctx *fasthttp.RequestCtx, t *batchTally, errors []byte) {
+	s.metrics.counted.add(ctx, uint64(t.counted))
+	s.metrics.duplicate.add(ctx, uint64(t.dups))
+	s.metrics.rejected.add(ctx, uint64(t.rejected))
 	ctx.SetContentType(contentTypeJSON)
 	var headBuf [96]byte
 	head := append(headBuf[:0], `{"counted":`...)
-	head = strconv.AppendInt(head, int64(counted), 10)
+	head = strconv.AppendInt(head, int64(t.counted), 10)
 	head = append(head, `,"duplicates":`...)
-	head = strconv.AppendInt(head, int64(dups), 10)
+	head = strconv.AppendInt(head, int64(t.dups), 10)
 	head = append(head, `,"rejected":`...)
-	head = strconv.AppendInt(head, int64(rejected), 10)
+	head = strconv.AppendInt(head, int64(t.rejected), 10)
 	ctx.Response.ResetBody()
 	ctx.Response.AppendBody(head)
-	ctx.Response.AppendBody(out)
+	ctx.Response.AppendBody(errors)
 }
 
-// track judges and applies one impression arriving at now: validation
-// (422) first, then the campaign lookup (404), then the rules that need the
-// campaign, then dedup and counting. last caches the campaign of the
-// previous item, since batches usually carry runs of one campaign. A
-// counted impression's log record is added to rec, unless rec is nil.
+// trackBatchRemote is trackBatch in shared-store mode: every item is judged,
+// then the valid ones go to Redis together.
+func (s *Server) trackBatchRemote(ctx *fasthttp.RequestCtx, buf *batchBuf) {
+	results := make([]*apiError, len(buf.items))
+	if e := s.batchRemote(buf.items, s.now(), results); e != nil {
+		writeError(ctx, e)
+		return
+	}
+	var t batchTally
+	buf.out = append(buf.out[:0], `,"errors":[`...)
+	for i, e := range results {
+		dup := e == errDuplicate
+		if dup {
+			e = nil
+		}
+		buf.out = t.add(buf.out, i, dup, e)
+	}
+	buf.out = append(buf.out, "]}"...)
+	s.writeBatch(ctx, &t, buf.out)
+}
+
+// track judges and applies one impression arriving at now (see judge),
+// then dedups and counts it. A counted impression's log record is added
+// to rec, unless rec is nil.
 func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *store.Batch) (dup bool, e *apiError) {
-	switch {
-	case len(r.campaignID) == 0:
-		return false, errCampaignIDRequired
-	case len(r.userID) == 0:
-		return false, errUserIDRequired
-	case len(r.userID) > maxIDBytes:
-		return false, errUserIDTooLong
-	case len(r.adID) > maxIDBytes:
-		return false, errAdIDTooLong
-	case !cleanID(r.userID):
-		return false, errUserIDChars
-	case !cleanID(r.adID):
-		return false, errAdIDChars
-	}
-	at := now
-	if r.hasTS {
-		ts, ok := parseTime(r.timestamp)
-		if !ok {
-			return false, errTimestampFormat
-		}
-		if ts.Sub(now) > s.maxSkew {
-			return false, s.errTooFarAhead
-		}
-		// Within the skew, a future timestamp is a clock drift: take the
-		// time of receipt.
-		if ts.Before(now) {
-			at = ts
-		}
-	}
-	c := *last
-	if c == nil || c.id != string(r.campaignID) {
-		if c = s.campaigns.get(r.campaignID); c == nil {
-			return false, errCampaignNotFound
-		}
-		*last = c
-	}
-	if at.Before(c.start) {
-		return false, errBeforeStart
+	c, at, e := s.judge(r, now, last)
+	if e != nil {
+		return false, e
 	}
 	var key sketch.Key
 	if s.keyed != nil {
@@ -235,6 +238,61 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *sto
 		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, user)
 	}
 	return false, nil
+}
+
+// judge validates one impression arriving at now and finds its campaign:
+// validation (422) first, then the campaign lookup (404), then the rules
+// that need the campaign. It returns the campaign and the impression's
+// event time. last caches the campaign of the previous item, since batches
+// usually carry runs of one campaign.
+func (s *Server) judge(r *trackRequest, now time.Time, last **campaign) (c *campaign, at time.Time, e *apiError) {
+	switch {
+	case len(r.campaignID) == 0:
+		return nil, at, errCampaignIDRequired
+	case len(r.userID) == 0:
+		return nil, at, errUserIDRequired
+	case len(r.userID) > maxIDBytes:
+		return nil, at, errUserIDTooLong
+	case len(r.adID) > maxIDBytes:
+		return nil, at, errAdIDTooLong
+	case !cleanID(r.userID):
+		return nil, at, errUserIDChars
+	case !cleanID(r.adID):
+		return nil, at, errAdIDChars
+	}
+	at = now
+	if r.hasTS {
+		ts, ok := parseTime(r.timestamp)
+		if !ok {
+			return nil, at, errTimestampFormat
+		}
+		if ts.Sub(now) > s.maxSkew {
+			return nil, at, s.errTooFarAhead
+		}
+		// Within the skew, a future timestamp is a clock drift: take the
+		// time of receipt.
+		if ts.Before(now) {
+			at = ts
+		}
+	}
+	c = *last
+	if c == nil || c.id != string(r.campaignID) {
+		if s.remote != nil {
+			if c, e = s.remoteCampaign(r.campaignID); e != nil {
+				return nil, at, e
+			}
+		} else {
+			c = s.campaigns.get(r.campaignID)
+		}
+		if c == nil {
+			return nil, at, errCampaignNotFound
+		}
+		*last = c
+	}
+	if at.Before(c.start) {
+		return nil, at, errBeforeStart
+	}
+	return c, at, nil
 }
 
 // cleanID reports whether an id is valid UTF-8 without control characters

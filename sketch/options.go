@@ -106,3 +106,29 @@ func filterSize(n int, p float64) (m, k uint) {
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
 }
+
+// FilterLayout returns the bits m and hash count k of one generation of a
+// window of the given Options kept as a single filter, not sharded: the
+// sizing a window of one campaign kept elsewhere (in Redis) uses, with the
+// same false-positive guarantee as Bloom.
+func FilterLayout(o Options) (m, k uint, err error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return 0, 0, err
+	}
+	perSlice := (o.Capacity + o.Slices - 1) / o.Slices
+	m, k = filterSize(perSlice, sliceRate(o.FalsePositiveRate, o.Slices+1))
+	return m, k, nil
+}
+
+// Positions fills pos with the key's k bit positions in a filter of m
+// bits, by the same enhanced double hashing as Bloom.
+func Positions(key Key, m uint, pos []uint64) {
+	h1, h2 := key.Lo, key.Hi|1
+	for i := range pos {
+		hi, _ := bits.Mul64(h1, uint64(m))
+		pos[i] = hi
+		h1 += h2
+		h2 += uint64(i) + 1
+	}
+}

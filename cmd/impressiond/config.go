@@ -36,9 +36,11 @@ type config struct {
 	maxCampaigns  int
 	adminToken    string
 	ingestToken   string
+	store         string
 	dataDir       string
 	fsyncInterval time.Duration
 	snapshotEvery time.Duration
+	redisTimeout  time.Duration
 	version       bool
 }
 
@@ -72,6 +74,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.logLevel, "log-level", "info", "least severe level logged: debug, info, warn or error")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log one line per request")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "if set, serve net/http/pprof on this separate address (never on -addr)")
+	fs.StringVar(&c.store, "store", "memory", "where state lives: memory (this process, with -data-dir for durability), or redis://host:port/db, rediss://... or a comma-separated list of Redis Cluster seeds, shared by every instance")
+	fs.DurationVar(&c.redisTimeout, "redis-timeout", 200*time.Millisecond, "longest wait for Redis on any request; slower requests get 503")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the write-ahead log and snapshots; empty keeps everything in memory only (lost on restart)")
 	fs.DurationVar(&c.fsyncInterval, "fsync-interval", time.Second, "how often the write-ahead log is fsync'd; 0 makes every write wait for the group commit that fsyncs it")
 	fs.DurationVar(&c.snapshotEvery, "snapshot-interval", time.Minute, "how often a snapshot of the whole state is written (and the log before it deleted)")
@@ -157,6 +161,12 @@ func (c *config) validate() error {
 		return bad("max-header-bytes", c.maxHeader, "must be at least 1024")
 	case c.maxCampaigns < 1:
 		return bad("max-campaigns", c.maxCampaigns, "must be positive")
+	case c.store != "memory" && !strings.HasPrefix(c.store, "redis://") && !strings.HasPrefix(c.store, "rediss://") && !strings.Contains(c.store, ":"):
+		return bad("store", c.store, "want memory, redis://host:port/db, rediss://... or host:port seeds separated by commas")
+	case c.store != "memory" && c.dataDir != "":
+		return bad("data-dir", c.dataDir, "must be empty with -store redis: the state lives in Redis")
+	case c.redisTimeout <= 0:
+		return bad("redis-timeout", c.redisTimeout, "must be positive")
 	case c.fsyncInterval < 0:
 		return bad("fsync-interval", c.fsyncInterval, "must not be negative")
 	case c.snapshotEvery <= 0:

@@ -24,6 +24,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
 		logFormat: "text", logLevel: "info", fsyncInterval: time.Second, snapshotEvery: time.Minute,
+		store: "memory", redisTimeout: 200 * time.Millisecond,
 	}
 	if *c != want {
 		t.Fatalf("defaults: got %+v, want %+v", *c, want)
@@ -61,6 +62,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
 		logFormat: "json", logLevel: "debug", accessLog: true,
 		dataDir: "/var/lib/impressiond", fsyncInterval: 0, snapshotEvery: 5 * time.Minute,
+		store: "memory", redisTimeout: 200 * time.Millisecond,
 	}
 	if *c != want {
 		t.Fatalf("got %+v, want %+v", *c, want)
@@ -84,6 +86,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-dedup-fp", "0"}, nil, "-dedup-fp"},
 		{[]string{"-max-body", "0"}, nil, "-max-body"},
 		{[]string{"-fsync-interval", "-1s"}, nil, "-fsync-interval"},
+		{[]string{"-store", "postgres"}, nil, "-store"},
+		{[]string{"-store", "redis://127.0.0.1:6379/0", "-data-dir", "d"}, nil, "-data-dir"},
+		{[]string{"-redis-timeout", "0s"}, nil, "-redis-timeout"},
 		{[]string{"-snapshot-interval", "0"}, nil, "-snapshot-interval"},
 		{nil, map[string]string{"IMPRESSIOND_FSYNC_INTERVAL": "often"}, "-fsync-interval"},
 		{[]string{"-max-skew", "-1s"}, nil, "-max-skew"},

@@ -11,11 +11,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/impressiond/impressiond/api"
 	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/store/redisstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -51,17 +53,29 @@ func isLoopback(a net.Addr) bool {
 }
 
 func run(cfg *config, log *slog.Logger) error {
-	dedup, err := sketch.New(cfg.dedup, sketch.Options{
+	dedupOpts := sketch.Options{
 		TTL:               cfg.dedupTTL,
 		Slices:            cfg.dedupSlices,
 		Capacity:          cfg.dedupCapacity,
 		FalsePositiveRate: cfg.dedupFP,
-	})
-	if err != nil {
-		return err
+	}
+	var dedup sketch.Deduper
+	var shared *redisstore.Store
+	var err error
+	if cfg.store == "memory" {
+		if dedup, err = sketch.New(cfg.dedup, dedupOpts); err != nil {
+			return err
+		}
+	} else {
+		shared, err = redisstore.Open(redisstore.Options{URL: cfg.store, Timeout: cfg.redisTimeout, Mode: cfg.dedup, Dedup: dedupOpts})
+		if err != nil {
+			return err
+		}
+		defer shared.Close()
 	}
 	srv, err := api.New(api.Options{
 		Dedup:       dedup,
+		Redis:       shared,
 		MaxBodySize: cfg.maxBody,
 		MaxSkew:     cfg.maxSkew,
 		Logger:      log,
@@ -106,7 +120,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
 		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
-		"data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
+		"store", redactStore(cfg.store), "data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
 		// Never the tokens themselves: only whether they are set.
 		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
 	}
@@ -121,7 +135,15 @@ func run(cfg *config, log *slog.Logger) error {
 			"addr", ln.Addr().String(), "admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "")
 	}
 
-	if cfg.dataDir == "" {
+	if shared != nil {
+		if m, k := shared.Layout(); m > 0 {
+			log.Info("bloom dedup in Redis: per active campaign, K+1 bitmaps", "bits_each", m, "k", k,
+				"redis_bytes_per_campaign", (uint64(m)/8+1)*uint64(cfg.dedupSlices+1))
+		}
+		if !shared.Healthy() {
+			log.Warn("Redis does not answer yet; requests that need it get 503 until it does", "store", redactStore(cfg.store))
+		}
+	} else if cfg.dataDir == "" {
 		log.Warn("persistence is off (-data-dir is empty): every count and dedup decision is lost when the process stops")
 	}
 
@@ -163,4 +185,14 @@ func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
 		attrs = append(attrs, "snapshot", "none")
 	}
 	log.Info("state restored", attrs...)
+}
+
+// redactStore hides a password in a -store URL.
+func redactStore(s string) string {
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		if i := strings.Index(s, "://"); i >= 0 && i < at {
+			return s[:i+3] + "***" + s[at:]
+		}
+	}
+	return s
 }

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store/redisstore"
+)
+
+// Shared-store mode (Options.Redis): campaigns, dedup and counters live in
+// Redis and this server keeps no state of its own but a cache of
+// campaigns, which never change once created. Dedup and count of an
+// impression are one Redis script call, so servers sharing a Redis agree.
+
+// remoteCampaigns caches the campaigns read from Redis. It is safe for
+// concurrent use.
+type remoteCampaigns struct {
+	mu sync.RWMutex
+	m  map[string]*campaign
+}
+
+func (r *remoteCampaigns) get(id []byte) *campaign {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.m[string(id)]
+}
+
+func (r *remoteCampaigns) put(c *campaign) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]*campaign)
+	}
+	r.m[c.id] = c
+}
+
+// errRedis answers a request that Redis could not serve within the
+// timeout. A retry is safe: an impression counted by the failed call is a
+// duplicate for the retry.
+func errRedis(err error) *apiError {
+	return errorf(fasthttp.StatusServiceUnavailable, "shared store unavailable, retry later (a retried impression is never counted twice): %v", err)
+}
+
+// remoteCampaign returns the campaign with the given id from the cache or
+// Redis, nil if there is none.
+func (s *Server) remoteCampaign(id []byte) (*campaign, *apiError) {
+	if c := s.remoteCache.get(id); c != nil {
+		return c, nil
+	}
+	rc, ok, err := s.remote.GetCampaign(string(id))
+	if err != nil {
+		return nil, errRedis(err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	c := &campaign{id: rc.ID, name: rc.Name, start: rc.Start}
+	s.remoteCache.put(c)
+	return c, nil
+}
+
+func (s *Server) createRemote(c *campaign) error {
+	err := s.remote.CreateCampaign(redisstore.Campaign{ID: c.id, Name: c.name, Start: c.start}, int(s.campaigns.max))
+	switch {
+	case errors.Is(err, redisstore.ErrExists):
+		return errCampaignExists
+	case errors.Is(err, redisstore.ErrLimit):
+		return errCampaignLimit
+	}
+	return err
+}
+
+func (s *Server) listRemote() ([]*campaign, *apiError) {
+	all, err := s.remote.ListCampaigns()
+	if err != nil {
+		return nil, errRedis(err)
+	}
+	out := make([]*campaign, len(all))
+	for i, rc := range all {
+		out[i] = &campaign{id: rc.ID, name: rc.Name, start: rc.Start}
+	}
+	slices.SortFunc(out, func(a, b *campaign) int { return strings.Compare(a.id, b.id) })
+	return out, nil
+}
+
+// remoteMinutes reads the n minutes ending with now and the total.
+func (s *Server) remoteMinutes(c *campaign, now int64, n int) ([]uint64, uint64, *apiError) {
+	mins, total, err := s.remote.Minutes(c.id, now, n)
+	if err != nil {
+		return nil, 0, errRedis(err)
+	}
+	return mins, total, nil
+}
+
+func windowOf(mins []uint64, total uint64) stats.Window {
+	var w stats.Window
+	for i, v := range mins {
+		if i >= len(mins)-stats.HourMinutes {
+			w.LastHour += v
+		}
+		w.LastDay += v
+	}
+	w.Total = max(total, w.LastDay)
+	return w
+}
+
+// trackRemote judges a single impression and has Redis dedup and count it.
+func (s *Server) trackRemote(r *trackRequest) (dup bool, e *apiError) {
+	now := s.now()
+	var last *campaign
+	c, at, e := s.judge(r, now, &last)
+	if e != nil {
+		return false, e
+	}
+	item := [1]redisstore.Item{{Campaign: c.id, User: r.userID, Minute: stats.Minute(at)}}
+	var counted [1]bool
+	if err := s.remote.Track(item[:], now, counted[:]); err != nil {
+		return false, errRedis(err)
+	}
+	return !counted[0], nil
+}
+
+// batchRemote judges every item of a batch, then has Redis dedup and count
+// the valid ones in one round trip per campaign (pipelined). results[i] is
+// nil for a counted item, errDuplicate for a repeat, or the item's error.
+func (s *Server) batchRemote(items []trackRequest, now time.Time, results []*apiError) *apiError {
+	var last *campaign
+	valid := make([]redisstore.Item, 0, len(items))
+	at := make([]int, 0, len(items))
+	for i := range items {
+		c, t, e := s.judge(&items[i], now, &last)
+		if e != nil {
+			if e.code == fasthttp.StatusServiceUnavailable {
+				return e
+			}
+			results[i] = e
+			continue
+		}
+		valid = append(valid, redisstore.Item{Campaign: c.id, User: items[i].userID, Minute: stats.Minute(t)})
+		at = append(at, i)
+	}
+	counted := make([]bool, len(valid))
+	if err := s.remote.Track(valid, now, counted); err != nil {
+		return errRedis(err)
+	}
+	for j, i := range at {
+		if !counted[j] {
+			results[i] = errDuplicate
+		}
+	}
+	return nil
+}
+
+// errDuplicate marks a repeat in batchRemote's results; it is never sent.
+var errDuplicate = newError(fasthttp.StatusOK, "duplicate")

@@ -1,0 +1,329 @@
+// Package redisstore keeps impressiond's state in Redis (or Redis Cluster),
+// so that any number of stateless impressiond instances behind a load
+// balancer agree on campaigns, dedup decisions and counts.
+//
+// # Keys
+//
+// Every key of a campaign carries the campaign id as its hash tag, so one
+// script can dedup and count an impression atomically even on Redis
+// Cluster:
+//
+//	imp:{id}:total           impressions counted, ever
+//	imp:{id}:m:<minute>      impressions of one event minute; expire after 25 h
+//	imp:{id}:x:<user>        exact mode: the pair, SET NX PX ttl
+//	imp:{id}:bf:<slice>      bloom mode: one generation's bitmap; expires
+//	                         when its slice leaves the window
+//	imp:campaigns            hash: campaign id → "<start Unix ns> <name>"; one
+//	                         key, so that creation checks the limit and the
+//	                         id atomically, on a cluster too
+//
+// # Guarantees
+//
+// Dedup and count of one impression are one script call, so two instances
+// racing on one pair count it once. Exact mode blocks a pair for exactly
+// the TTL from its first count, by Redis's clock. Bloom mode keeps K+1
+// generations of one filter per campaign, sized like sketch.Bloom for
+// Capacity pairs per TTL per campaign: the same window bounds (TTL to
+// TTL+TTL/K) and false-positive bound, and memory fixed at about K+1
+// filters per active campaign. A request that fails (timeout, Redis down)
+// may or may not have been applied; a retry never counts twice, because
+// the pair was recorded by the same script that counted it.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/impressiond/impressiond/sketch"
+)
+
+const (
+	campaignsKey = "imp:campaigns"
+	// minuteTTL keeps a minute counter past the 24 h window it serves.
+	minuteTTL = 25 * time.Hour
+	// maxItemsPerCall bounds one script call, so that a 10,000-item batch
+	// does not hold Redis for long.
+	maxItemsPerCall = 1000
+)
+
+// Options configure a Store.
+type Options struct {
+	// URL is redis://[user:pass@]host:port/db, rediss://... for TLS, or a
+	// comma-separated list of seeds (URLs or host:port) of a Redis Cluster.
+	URL string
+	// Timeout bounds every call. By default 200ms.
+	Timeout time.Duration
+	// Mode is "bloom" or "exact", as sketch.New.
+	Mode string
+	// Dedup sizes the window; in bloom mode Capacity is per campaign.
+	Dedup sketch.Options
+}
+
+// Errors callers tell apart.
+var (
+	ErrExists = errors.New("redisstore: campaign already exists")
+	ErrLimit  = errors.New("redisstore: campaign limit reached")
+)
+
+// Store is the Redis client of one impressiond instance. It is safe for
+// concurrent use.
+type Store struct {
+	client  rueidis.Client
+	timeout time.Duration
+	exact   bool
+	ttl     time.Duration
+	slice   time.Duration
+	slices  int
+	m, k    uint
+
+	healthy atomic.Bool
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+}
+
+// Open connects to Redis and starts a health checker that pings it every
+// quarter second (Healthy).
+func Open(o Options) (*Store, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 200 * time.Millisecond
+	}
+	opt, err := clientOptions(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	opt.Dialer.Timeout = o.Timeout
+	opt.ConnWriteTimeout = o.Timeout
+	opt.DisableCache = true // no client-side caching: counters change all the time
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: cannot connect to %s: %w", redact(o.URL), err)
+	}
+	d := o.Dedup
+	if d.TTL == 0 {
+		d.TTL = time.Hour
+	}
+	if d.Slices == 0 {
+		d.Slices = 6
+	}
+	s := &Store{
+		client:  client,
+		timeout: o.Timeout,
+		exact:   o.Mode == "exact",
+		ttl:     d.TTL,
+		slice:   d.TTL / time.Duration(d.Slices),
+		slices:  d.Slices,
+		stopCh:  make(chan struct{}),
+	}
+	if !s.exact {
+		if s.m, s.k, err = sketch.FilterLayout(d); err != nil {
+			client.Close()
+			return nil, err
+		}
+	}
+	s.healthy.Store(s.ping() == nil)
+	s.wg.Add(1)
+	go s.watch()
+	return s, nil
+}
+
+// clientOptions parses one URL, or a comma-separated list of cluster seeds.
+func clientOptions(url string) (rueidis.ClientOption, error) {
+	seeds := strings.Split(url, ",")
+	first := strings.TrimSpace(seeds[0])
+	if !strings.Contains(first, "://") {
+		first = "redis://" + first
+	}
+	opt, err := rueidis.ParseURL(first)
+	if err != nil {
+		return opt, fmt.Errorf("redisstore: bad -store URL %q: %w", redact(url), err)
+	}
+	for _, s := range seeds[1:] {
+		s = strings.TrimSpace(s)
+		if strings.Contains(s, "://") {
+			o, err := rueidis.ParseURL(s)
+			if err != nil {
+				return opt, fmt.Errorf("redisstore: bad seed %q: %w", redact(s), err)
+			}
+			opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
+		} else if s != "" {
+			opt.InitAddress = append(opt.InitAddress, s)
+		}
+	}
+	return opt, nil
+}
+
+// redact hides a password in a URL for logs and errors.
+func redact(url string) string {
+	if at := strings.LastIndex(url, "@"); at >= 0 {
+		if scheme := strings.Index(url, "://"); scheme >= 0 && scheme < at {
+			return url[:scheme+3] + "***" + url[at:]
+		}
+	}
+	return url
+}
+
+// Close stops the health checker and the client.
+func (s *Store) Close() {
+	close(s.stopCh)
+	s.wg.Wait()
+	s.client.Close()
+}
+
+// Healthy reports whether the last ping, at most a quarter second ago,
+// succeeded.
+func (s *Store) Healthy() bool { return s.healthy.Load() }
+
+// Layout returns the bits and hash count of one bloom generation of one
+// campaign (0, 0 in exact mode).
+func (s *Store) Layout() (m, k uint) { return s.m, s.k }
+
+func (s *Store) watch() {
+	defer s.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+			s.healthy.Store(s.ping() == nil)
+		}
+	}
+}
+
+func (s *Store) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	return s.client.Do(ctx, s.client.B().Ping().Build()).Error()
+}
+
+func (s *Store) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.timeout)
+}
+
+// fail marks Redis unhealthy at once, so /readyz turns 503 without waiting
+// for the next ping, and wraps err.
+func (s *Store) fail(op string, err error) error {
+	if !rueidis.IsRedisNil(err) {
+		var re *rueidis.RedisError
+		if !errors.As(err, &re) { // a Redis error reply means Redis is up
+			s.healthy.Store(false)
+		}
+	}
+	return fmt.Errorf("redisstore: %s: %w", op, err)
+}
+
+func tag(id string) string { return "imp:{" + id + "}:" }
+
+// Campaign is a registered campaign.
+type Campaign struct {
+	ID, Name string
+	Start    time.Time
+}
+
+// createScript adds a campaign unless its id exists (0) or max campaigns
+// exist (-1).
+var createScript = rueidis.NewLuaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`)
+
+// CreateCampaign registers c unless its id exists (ErrExists) or max
+// campaigns exist (ErrLimit), atomically across every server.
+func (s *Store) CreateCampaign(c Campaign, max int) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	meta := strconv.FormatInt(c.Start.UnixNano(), 10) + " " + c.Name
+	r, err := createScript.Exec(ctx, s.client, []string{campaignsKey}, []string{c.ID, meta, strconv.Itoa(max)}).AsInt64()
+	switch {
+	case err != nil:
+		return s.fail("create campaign", err)
+	case r == 0:
+		return ErrExists
+	case r < 0:
+		return ErrLimit
+	}
+	return nil
+}
+
+// GetCampaign returns the campaign with the given id, and false if there is
+// none.
+func (s *Store) GetCampaign(id string) (Campaign, bool, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	v, err := s.client.Do(ctx, s.client.B().Hget().Key(campaignsKey).Field(id).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return Campaign{}, false, nil
+	}
+	if err != nil {
+		return Campaign{}, false, s.fail("get campaign", err)
+	}
+	c, err := parseMeta(id, v)
+	return c, err == nil, err
+}
+
+func parseMeta(id, v string) (Campaign, error) {
+	start, name, ok := strings.Cut(v, " ")
+	ns, err := strconv.ParseInt(start, 10, 64)
+	if !ok || err != nil {
+		return Campaign{}, fmt.Errorf("redisstore: campaign %q: malformed record %q", id, v)
+	}
+	return Campaign{ID: id, Name: name, Start: time.Unix(0, ns).UTC()}, nil
+}
+
+// ListCampaigns returns every campaign, in no particular order.
+func (s *Store) ListCampaigns() ([]Campaign, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	all, err := s.client.Do(ctx, s.client.B().Hgetall().Key(campaignsKey).Build()).AsStrMap()
+	if err != nil {
+		return nil, s.fail("list campaigns", err)
+	}
+	out := make([]Campaign, 0, len(all))
+	for id, v := range all {
+		c, err := parseMeta(id, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Minutes returns the counts of the n minutes ending with minute now,
+// oldest first, and the campaign's total.
+func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	keys := make([]string, 0, n+1)
+	t := tag(id)
+	for m := now - int64(n) + 1; m <= now; m++ {
+		keys = append(keys, t+"m:"+strconv.FormatInt(m, 10))
+	}
+	keys = append(keys, t+"total")
+	vals, err := s.client.Do(ctx, s.client.B().Mget().Key(keys...).Build()).ToArray()
+	if err != nil {
+		return nil, 0, s.fail("read stats", err)
+	}
+	counts := make([]uint64, len(vals))
+	for i, v := range vals {
+		if v.IsNil() {
+			continue
+		}
+		c, err := v.AsUint64()
+		if err != nil {
+			return nil, 0, s.fail("read stats", err)
+		}
+		counts[i] = c
+	}
+	return counts[:n], counts[n], nil
+}
