@@ -98,7 +98,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	for _, f := range opts {
 		f(&o)
 	}
-	if testRedis {
+	if testRedis && o.Redis == nil {
 		o.Dedup, o.Redis = nil, openTestRedis(t, mode)
 	}
 	srv, err := New(o)

@@ -133,7 +133,7 @@ func TestRedisUnavailable(t *testing.T) {
 func TestRedisRestartMidLoad(t *testing.T) {
 	ts, srv := redisServers(t, "exact", 2)
 	ts[0].createCampaign("c")
-	const pairs = 400
+	const pairs = 3000
 	var counted atomic.Int64
 	var failures atomic.Int64
 	var wg sync.WaitGroup
@@ -161,7 +161,9 @@ func TestRedisRestartMidLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	for counted.Load() < 50 { // the load is under way
+		time.Sleep(5 * time.Millisecond)
+	}
 	srv.Pause() // SIGSTOP: commands in flight time out, maybe after Redis ran them
 	time.Sleep(500 * time.Millisecond)
 	srv.Resume()

@@ -158,7 +158,11 @@ func run(cfg *config, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests, then writing a snapshot")
+	if cfg.dataDir != "" {
+		log.Info("shutting down: draining in-flight requests, then writing a snapshot")
+	} else {
+		log.Info("shutting down: draining in-flight requests")
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -10,9 +10,10 @@
 //
 //	imp:{id}:total           impressions counted, ever
 //	imp:{id}:m:<minute>      impressions of one event minute; expire after 25 h
-//	imp:{id}:x:<user>        exact mode: the pair, SET NX PX ttl
-//	imp:{id}:bf:<slice>      bloom mode: one generation's bitmap; expires
-//	                         when its slice leaves the window
+//	imp:{id}:xs:<slice>      exact mode: one generation, the set of user ids
+//	                         counted in that slice; expires when the slice
+//	                         leaves the window
+//	imp:{id}:bf:<slice>      bloom mode: one generation's bitmap; likewise
 //	imp:campaigns            hash: campaign id → "<start Unix ns> <name>"; one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
@@ -20,12 +21,16 @@
 // # Guarantees
 //
 // Dedup and count of one impression are one script call, so two instances
-// racing on one pair count it once. Exact mode blocks a pair for exactly
-// the TTL from its first count, by Redis's clock. Bloom mode keeps K+1
-// generations of one filter per campaign, sized like sketch.Bloom for
-// Capacity pairs per TTL per campaign: the same window bounds (TTL to
-// TTL+TTL/K) and false-positive bound, and memory fixed at about K+1
-// filters per active campaign. A request that fails (timeout, Redis down)
+// racing on one pair count it once. Both modes keep the K+1 generations of
+// the in-process windows (package sketch), one Redis key per campaign and
+// slice, with the same window: a repeat is never counted within the TTL,
+// always after TTL+TTL/K, by the arrival clock of the servers. Exact mode's
+// generations are sets of user ids, so it never takes a new pair for a
+// repeat; a batch asks each generation about all its items with one
+// SMISMEMBER, which is what lets a batch beat one SET NX per pair. Bloom
+// mode's are bitmaps sized like sketch.Bloom for Capacity pairs per TTL per
+// campaign: the same false-positive bound, and memory fixed at K+1 filters
+// per active campaign. A request that fails (timeout, Redis down)
 // may or may not have been applied; a retry never counts twice, because
 // the pair was recorded by the same script that counted it.
 package redisstore

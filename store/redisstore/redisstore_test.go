@@ -120,30 +120,48 @@ func TestConcurrentInstances(t *testing.T) {
 	}
 }
 
-// TestTTLExpiry: exact mode forgets a pair after the TTL (by Redis's clock),
-// bloom mode once its generation has left the window.
+// TestTTLExpiry: in both modes a pair is blocked within the TTL and counted
+// again after TTL + TTL/K, by the arrival clock; and Redis frees the keys of
+// generations that left the window, by its own clock.
 func TestTTLExpiry(t *testing.T) {
-	srv := redistest.Start(t)
-	s := openTest(t, srv, "exact", 300*time.Millisecond)
-	out := make([]bool, 1)
-	item := []Item{{"c", []byte("u"), 1}}
-	s.Track(item, now, out)
-	if s.Track(item, now, out); out[0] {
-		t.Fatal("repeat within the TTL counted")
-	}
-	time.Sleep(400 * time.Millisecond)
-	if s.Track(item, now, out); !out[0] {
-		t.Fatal("pair still blocked after the TTL")
-	}
+	for _, mode := range []string{"exact", "bloom"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := redistest.Start(t)
+			s := openTest(t, srv, mode, time.Hour)
+			out := make([]bool, 1)
+			item := []Item{{"c", []byte("u"), 1}}
+			if s.Track(item, now, out); !out[0] {
+				t.Fatal("first sight not counted")
+			}
+			if s.Track(item, now.Add(59*time.Minute), out); out[0] {
+				t.Fatal("repeat within the TTL counted")
+			}
+			if s.Track(item, now.Add(71*time.Minute), out); !out[0] {
+				t.Fatal("pair still blocked after TTL + TTL/K")
+			}
 
-	b := openTest(t, srv, "bloom", time.Hour)
-	b.Track([]Item{{"d", []byte("u"), 1}}, now, out)
-	if b.Track([]Item{{"d", []byte("u"), 1}}, now.Add(59*time.Minute), out); out[0] {
-		t.Fatal("bloom: repeat within the TTL counted")
+			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices
+			srv.FlushAll(t)
+			short.Track([]Item{{"d", []byte("u"), 1}}, time.Now(), out)
+			deadline := time.Now().Add(3 * time.Second)
+			for dbsize(t, short) > 2 { // the total and the minute stay
+				if time.Now().After(deadline) {
+					t.Fatalf("generation keys still in Redis 3s after a 600ms window: %d keys", dbsize(t, short))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
-	if b.Track([]Item{{"d", []byte("u"), 1}}, now.Add(71*time.Minute), out); !out[0] {
-		t.Fatal("bloom: pair still blocked after TTL + TTL/K")
+}
+
+func dbsize(t *testing.T, s *Store) int64 {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	n, err := s.client.Do(ctx, s.client.B().Dbsize().Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return n
 }
 
 // TestRedisDown: calls fail fast while Redis is down, Healthy turns false,

@@ -17,26 +17,51 @@ type Item struct {
 	Minute   int64
 }
 
-// exactScript dedups and counts the items of one campaign. KEYS: the total,
-// nm minute keys, then one pair key per item. ARGV: the pair TTL in ms, the
-// minute keys' TTL in s, nm, then each item's minute key index (0-based).
-// It returns 1 for each counted item, 0 for each repeat.
+// exactScript dedups and counts the items of one campaign against its
+// generations: one Redis set of user ids per slice. KEYS: the total, nm
+// minute keys, then the K+1 generation keys, newest first. ARGV: the
+// newest generation's expiry (Unix ms), the minute keys' TTL in s, nm, then
+// per item its minute key index (0-based) and its user id. It returns 1 for
+// each counted item, 0 for each repeat. Each generation is asked about all
+// items at once (SMISMEMBER), the new ones are added with one SADD, and
+// counts are added once per minute key: a handful of commands per call,
+// not one or two per item.
 var exactScript = rueidis.NewLuaScript(`
 local nm = tonumber(ARGV[3])
-local out, touched, counted = {}, {}, 0
-for i = 1, #KEYS - 1 - nm do
-  if redis.call('SET', KEYS[1 + nm + i], '1', 'NX', 'PX', ARGV[1]) then
-    local mk = 2 + tonumber(ARGV[3 + i])
-    redis.call('INCR', KEYS[mk])
-    touched[mk] = true
-    counted = counted + 1
-    out[i] = 1
-  else
-    out[i] = 0
+local g0 = 2 + nm
+local n = (#ARGV - 3) / 2
+local users = {}
+for i = 1, n do users[i] = ARGV[3 + 2 * i] end
+local seen = {}
+for g = g0, #KEYS do
+  local r = redis.call('SMISMEMBER', KEYS[g], unpack(users))
+  for i = 1, n do
+    if r[i] == 1 then seen[i] = true end
   end
 end
-for mk in pairs(touched) do redis.call('EXPIRE', KEYS[mk], ARGV[2]) end
-if counted > 0 then redis.call('INCRBY', KEYS[1], counted) end
+local out, add, fresh, per, counted = {}, {}, {}, {}, 0
+for i = 1, n do
+  local u = users[i]
+  if seen[i] or fresh[u] then
+    out[i] = 0
+  else
+    fresh[u] = true
+    add[#add + 1] = u
+    local mk = 2 + tonumber(ARGV[2 + 2 * i])
+    per[mk] = (per[mk] or 0) + 1
+    counted = counted + 1
+    out[i] = 1
+  end
+end
+if counted > 0 then
+  redis.call('SADD', KEYS[g0], unpack(add))
+  redis.call('PEXPIREAT', KEYS[g0], ARGV[1])
+  redis.call('INCRBY', KEYS[1], counted)
+end
+for mk, c in pairs(per) do
+  redis.call('INCRBY', KEYS[mk], c)
+  redis.call('EXPIRE', KEYS[mk], ARGV[2])
+end
 return out`)
 
 // bloomScript dedups and counts the items of one campaign against its
@@ -44,38 +69,30 @@ return out`)
 // keys, newest first. ARGV: the newest generation's expiry (Unix ms), the
 // minute keys' TTL in s, nm, k, then per item its minute key index and its
 // k bit positions. An item is a repeat if every position is set in some
-// generation; otherwise its positions are set in the newest one.
+// generation; otherwise its positions are set in the newest one. Each
+// generation is probed bit by bit and given up at its first clear bit, so
+// a new pair costs about two GETBITs per generation.
 var bloomScript = rueidis.NewLuaScript(`
 local nm, k = tonumber(ARGV[3]), tonumber(ARGV[4])
 local g0 = 2 + nm
-local out, touched, counted = {}, {}, 0
+local out, per, counted = {}, {}, 0
 local i, a = 0, 5
 while a <= #ARGV do
   i = i + 1
-  local get = {}
-  for j = 1, k do
-    get[#get + 1] = 'GET'; get[#get + 1] = 'u1'; get[#get + 1] = ARGV[a + j]
-  end
   local seen = false
   for g = g0, #KEYS do
-    local bits = redis.call('BITFIELD_RO', KEYS[g], unpack(get))
     local all = true
-    for _, b in ipairs(bits) do
-      if b == 0 then all = false; break end
+    for j = 1, k do
+      if redis.call('GETBIT', KEYS[g], ARGV[a + j]) == 0 then all = false; break end
     end
     if all then seen = true; break end
   end
   if seen then
     out[i] = 0
   else
-    local set = {}
-    for j = 1, k do
-      set[#set + 1] = 'SET'; set[#set + 1] = 'u1'; set[#set + 1] = ARGV[a + j]; set[#set + 1] = 1
-    end
-    redis.call('BITFIELD', KEYS[g0], unpack(set))
+    for j = 1, k do redis.call('SETBIT', KEYS[g0], ARGV[a + j], 1) end
     local mk = 2 + tonumber(ARGV[a])
-    redis.call('INCR', KEYS[mk])
-    touched[mk] = true
+    per[mk] = (per[mk] or 0) + 1
     counted = counted + 1
     out[i] = 1
   end
@@ -85,7 +102,10 @@ if counted > 0 then
   redis.call('PEXPIREAT', KEYS[g0], ARGV[1])
   redis.call('INCRBY', KEYS[1], counted)
 end
-for mk in pairs(touched) do redis.call('EXPIRE', KEYS[mk], ARGV[2]) end
+for mk, n in pairs(per) do
+  redis.call('INCRBY', KEYS[mk], n)
+  redis.call('EXPIRE', KEYS[mk], ARGV[2])
+end
 return out`)
 
 // Track dedups and counts items arriving at now, setting counted[i] for
@@ -157,22 +177,27 @@ func (s *Store) exec(c string, items []Item, idx []int, now time.Time) rueidis.L
 		}
 		itemMinute[j] = mi
 	}
-	args := []string{"", strconv.Itoa(int(minuteTTL / time.Second)), strconv.Itoa(len(minuteIdx))}
-	if s.exact {
-		args[0] = strconv.FormatInt(s.ttl.Milliseconds(), 10)
-		for j, i := range idx {
-			keys = append(keys, t+"x:"+string(items[i].User))
-			args = append(args, strconv.Itoa(itemMinute[j]))
-		}
-		return rueidis.LuaExec{Keys: keys, Args: args}
-	}
 	// The generations of slices e, e-1, ..., e-K; the newest expires when
 	// its slice leaves the window, K slices after it ends.
 	e := now.UnixNano() / int64(s.slice)
-	for g := 0; g <= s.slices; g++ {
-		keys = append(keys, t+"bf:"+strconv.FormatInt(e-int64(g), 10))
+	gen := "bf:"
+	if s.exact {
+		gen = "xs:"
 	}
-	args[0] = strconv.FormatInt((e+int64(s.slices)+1)*int64(s.slice)/int64(time.Millisecond), 10)
+	for g := 0; g <= s.slices; g++ {
+		keys = append(keys, t+gen+strconv.FormatInt(e-int64(g), 10))
+	}
+	args := []string{
+		strconv.FormatInt((e+int64(s.slices)+1)*int64(s.slice)/int64(time.Millisecond), 10),
+		strconv.Itoa(int(minuteTTL / time.Second)),
+		strconv.Itoa(len(minuteIdx)),
+	}
+	if s.exact {
+		for j, i := range idx {
+			args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
+		}
+		return rueidis.LuaExec{Keys: keys, Args: args}
+	}
 	args = append(args, strconv.Itoa(int(s.k)))
 	var pos [64]uint64
 	for j, i := range idx {
