@@ -108,6 +108,94 @@ for mk, n in pairs(per) do
 end
 return out`)
 
+// exactOneScript is exactScript for one item, without its tables: the
+// single-impression path, where the script's own overhead is most of the
+// cost. KEYS: the total, the minute key, the K+1 generations newest first.
+// ARGV: the newest generation's expiry (Unix ms), the minute key's TTL in
+// s, the user id. A repeat returns at the first generation holding it.
+var exactOneScript = rueidis.NewLuaScript(`
+for g = 3, #KEYS do
+  if redis.call('SISMEMBER', KEYS[g], ARGV[3]) == 1 then return 0 end
+end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+redis.call('INCR', KEYS[1])
+return 1`)
+
+// bloomOneScript is bloomScript for one item. ARGV: the newest
+// generation's expiry (Unix ms), the minute key's TTL in s, then the k bit
+// positions.
+var bloomOneScript = rueidis.NewLuaScript(`
+for g = 3, #KEYS do
+  local all = true
+  for j = 3, #ARGV do
+    if redis.call('GETBIT', KEYS[g], ARGV[j]) == 0 then all = false; break end
+  end
+  if all then return 0 end
+end
+for j = 3, #ARGV do redis.call('SETBIT', KEYS[3], ARGV[j], 1) end
+redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+redis.call('INCR', KEYS[1])
+return 1`)
+
+// trackOne is Track for a single item: one script call, auto-pipelined by
+// the client with the calls of concurrent requests.
+func (s *Store) trackOne(it *Item, now time.Time) (bool, error) {
+	t := tag(it.Campaign)
+	var keyBuf [3 + maxSlices]string
+	keys := append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10))
+	keys = s.appendGenerations(keys, t, now)
+	var argBuf [2 + 64]string
+	args := append(argBuf[:0], s.expiry(now), minuteTTLArg)
+	script := exactOneScript
+	if s.exact {
+		args = append(args, string(it.User))
+	} else {
+		script = bloomOneScript
+		var pos [64]uint64
+		sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.m, pos[:s.k])
+		for _, p := range pos[:s.k] {
+			args = append(args, strconv.FormatUint(p, 10))
+		}
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	n, err := script.Exec(ctx, s.client, keys, args).AsInt64()
+	if err != nil {
+		return false, s.fail("track", err)
+	}
+	return n == 1, nil
+}
+
+// maxSlices bounds the stack buffer of trackOne's keys; more slices spill
+// to the heap, correctly.
+const maxSlices = 16
+
+var minuteTTLArg = strconv.Itoa(int(minuteTTL / time.Second))
+
+// appendGenerations appends the keys of the generations of slices e, e-1,
+// ..., e-K, newest first.
+func (s *Store) appendGenerations(keys []string, t string, now time.Time) []string {
+	e := now.UnixNano() / int64(s.slice)
+	gen := t + "bf:"
+	if s.exact {
+		gen = t + "xs:"
+	}
+	for g := 0; g <= s.slices; g++ {
+		keys = append(keys, gen+strconv.FormatInt(e-int64(g), 10))
+	}
+	return keys
+}
+
+// expiry is the newest generation's expiry in Unix ms: when its slice
+// leaves the window, K slices after it ends.
+func (s *Store) expiry(now time.Time) string {
+	e := now.UnixNano() / int64(s.slice)
+	return strconv.FormatInt((e+int64(s.slices)+1)*int64(s.slice)/int64(time.Millisecond), 10)
+}
+
 // Track dedups and counts items arriving at now, setting counted[i] for
 // each item counted. Items of one campaign go to Redis as one script call
 // per up to 1000 of them, and the calls of all campaigns as one pipeline;
@@ -116,6 +204,11 @@ return out`)
 func (s *Store) Track(items []Item, now time.Time, counted []bool) error {
 	if len(items) == 0 {
 		return nil
+	}
+	if len(items) == 1 {
+		var err error
+		counted[0], err = s.trackOne(&items[0], now)
+		return err
 	}
 	var execs []rueidis.LuaExec
 	var owners [][]int // item indexes of each exec
@@ -177,21 +270,8 @@ func (s *Store) exec(c string, items []Item, idx []int, now time.Time) rueidis.L
 		}
 		itemMinute[j] = mi
 	}
-	// The generations of slices e, e-1, ..., e-K; the newest expires when
-	// its slice leaves the window, K slices after it ends.
-	e := now.UnixNano() / int64(s.slice)
-	gen := "bf:"
-	if s.exact {
-		gen = "xs:"
-	}
-	for g := 0; g <= s.slices; g++ {
-		keys = append(keys, t+gen+strconv.FormatInt(e-int64(g), 10))
-	}
-	args := []string{
-		strconv.FormatInt((e+int64(s.slices)+1)*int64(s.slice)/int64(time.Millisecond), 10),
-		strconv.Itoa(int(minuteTTL / time.Second)),
-		strconv.Itoa(len(minuteIdx)),
-	}
+	keys = s.appendGenerations(keys, t, now)
+	args := []string{s.expiry(now), minuteTTLArg, strconv.Itoa(len(minuteIdx))}
 	if s.exact {
 		for j, i := range idx {
 			args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))

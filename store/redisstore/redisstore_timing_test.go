@@ -1,0 +1,63 @@
+package redisstore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/impressiond/impressiond/internal/redistest"
+	"github.com/impressiond/impressiond/sketch"
+)
+
+// BenchmarkRedisMemoryPerPair counts 200,000 distinct pairs of one campaign
+// in batches of 1000 and reports Redis's used_memory growth per pair, for
+// each mode. Bloom is sized for those 200,000 pairs per TTL; its memory is
+// fixed by that size, not by the pairs. Run with -benchtime 1x.
+func BenchmarkRedisMemoryPerPair(b *testing.B) {
+	const pairs = 200_000
+	for _, mode := range []string{"exact", "bloom"} {
+		b.Run(mode, func(b *testing.B) {
+			srv := redistest.Start(b)
+			s, err := Open(Options{URL: srv.URL, Mode: mode, Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: pairs, FalsePositiveRate: 0.001}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for range b.N {
+				srv.FlushAll(b)
+				before := usedMemory(b, s)
+				items := make([]Item, 1000)
+				counted := make([]bool, len(items))
+				now := time.Now()
+				for i := 0; i < pairs; i += len(items) {
+					for j := range items {
+						items[j] = Item{Campaign: "c", User: fmt.Appendf(nil, "5f0e8c1a-2b3c-4d5e-8f90-%012d", i+j), Minute: now.Unix() / 60}
+					}
+					if err := s.Track(items, now, counted); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(usedMemory(b, s)-before)/pairs, "bytes/pair")
+			}
+		})
+	}
+}
+
+func usedMemory(b *testing.B, s *Store) int64 {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	info, err := s.client.Do(ctx, s.client.B().Info().Section("memory").Build()).ToString()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO memory")
+	return 0
+}
