@@ -14,9 +14,11 @@
 # impressiond for each run. Everything shares this machine's cores: Redis,
 # impressiond and the load generator.
 #
+# Single impressions are measured with wrk too, when it is installed.
+#
 # Usage: ROUNDS=3 DURATION=10s bash loadtest/redis.sh
 # Requirements: go, redis-server and redis-benchmark (apt-get install -y
-# redis-server redis-tools).
+# redis-server redis-tools), python3 (to pick a free port); wrk optional.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -76,6 +78,31 @@ attack() {
 	sleep 1
 }
 
+# wrk_single name store-flags...: single impressions at the maximum rate
+# with wrk (64 connections), whose own cost is far below vegeta's.
+wrk_single() {
+	local name=$1 log pid addr rate
+	shift
+	command -v wrk >/dev/null || return 0
+	redis-cli -p "$port" flushall >/dev/null
+	log=$work/impressiond.log
+	./bin/impressiond -addr 127.0.0.1:0 "$@" 2>"$log" &
+	pid=$!
+	addr=""
+	for _ in $(seq 100); do
+		addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -n1 | cut -d= -f2 || true)
+		[[ -n $addr ]] && break
+		sleep 0.1
+	done
+	curl -s -o /dev/null -X POST "http://$addr/api/v1/campaigns" -d '{"id":"wrk","name":"wrk","start_time":"2020-01-01T00:00:00Z"}'
+	rate=$(wrk -t1 -c64 -d"$DURATION" -s loadtest/wrk/track.lua "http://$addr" -- wrk 1000000 2>&1 | awk '/^Requests\/sec:/ { print $2 }')
+	kill -TERM "$pid"
+	wait "$pid" || true
+	printf '%-28s %12s req/s (wrk)\n' "$name" "$rate"
+	echo "$name $round ${rate:-0}" >>"$work/results"
+	sleep 1
+}
+
 bench() { # name, redis-benchmark args...: prints "name ops/s"
 	local name=$1 rate
 	shift
@@ -98,6 +125,9 @@ for round in $(seq "$ROUNDS"); do
 	attack single-memory -- -rate 0 -workers 64 -connections 64 -seed "$round"
 	attack single-redis-exact -store "$url" -dedup exact -- -rate 0 -workers 64 -connections 64 -seed "$round"
 	attack single-redis-bloom -store "$url" -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -workers 64 -connections 64 -seed "$round"
+	wrk_single wrk-single-memory
+	wrk_single wrk-single-redis-exact -store "$url" -dedup exact
+	wrk_single wrk-single-redis-bloom -store "$url" -dedup-capacity "$BLOOM_CAPACITY"
 	kill "$redis_pid"
 	wait "$redis_pid" 2>/dev/null || true
 	redis_pid=""
@@ -119,4 +149,8 @@ END {
 	printf "batch-redis-bloom / setnx         %.2f\n", med["batch-redis-bloom"] / med["setnx"]
 	printf "single-redis-exact / single-memory %.2f  (target >= 0.5)\n", med["single-redis-exact"] / med["single-memory"]
 	printf "single-redis-bloom / single-memory %.2f\n", med["single-redis-bloom"] / med["single-memory"]
+	if ("wrk-single-memory" in med) {
+		printf "wrk: single-redis-exact / memory   %.2f  (target >= 0.5)\n", med["wrk-single-redis-exact"] / med["wrk-single-memory"]
+		printf "wrk: single-redis-bloom / memory   %.2f\n", med["wrk-single-redis-bloom"] / med["wrk-single-memory"]
+	}
 }' "$work/results"

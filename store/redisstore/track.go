@@ -124,17 +124,19 @@ redis.call('INCR', KEYS[1])
 return 1`)
 
 // bloomOneScript is bloomScript for one item. ARGV: the newest
-// generation's expiry (Unix ms), the minute key's TTL in s, then the k bit
-// positions.
+// generation's expiry (Unix ms), the minute key's TTL in s, then the
+// arguments of the BITFIELD that sets the item's k positions ("SET", "u1",
+// position, "1", ...): the script passes them through as they are, and
+// reads the positions off every fourth.
 var bloomOneScript = rueidis.NewLuaScript(`
 for g = 3, #KEYS do
   local all = true
-  for j = 3, #ARGV do
+  for j = 5, #ARGV, 4 do
     if redis.call('GETBIT', KEYS[g], ARGV[j]) == 0 then all = false; break end
   end
   if all then return 0 end
 end
-for j = 3, #ARGV do redis.call('SETBIT', KEYS[3], ARGV[j], 1) end
+redis.call('BITFIELD', KEYS[3], unpack(ARGV, 3))
 redis.call('PEXPIREAT', KEYS[3], ARGV[1])
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 redis.call('INCR', KEYS[1])
@@ -147,7 +149,7 @@ func (s *Store) trackOne(it *Item, now time.Time) (bool, error) {
 	var keyBuf [3 + maxSlices]string
 	keys := append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10))
 	keys = s.appendGenerations(keys, t, now)
-	var argBuf [2 + 64]string
+	var argBuf [2 + 4*64]string
 	args := append(argBuf[:0], s.expiry(now), minuteTTLArg)
 	script := exactOneScript
 	if s.exact {
@@ -157,7 +159,7 @@ func (s *Store) trackOne(it *Item, now time.Time) (bool, error) {
 		var pos [64]uint64
 		sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.m, pos[:s.k])
 		for _, p := range pos[:s.k] {
-			args = append(args, strconv.FormatUint(p, 10))
+			args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 		}
 	}
 	ctx, cancel := s.ctx()
