@@ -88,6 +88,9 @@ type Store struct {
 	slice   time.Duration
 	slices  int
 	m, k    uint
+	// genBytes is a bloom generation's size, the m bits rounded up to
+	// bytes, as a script argument.
+	genBytes string
 
 	healthy atomic.Bool
 	stopCh  chan struct{}
@@ -132,6 +135,7 @@ func Open(o Options) (*Store, error) {
 			client.Close()
 			return nil, err
 		}
+		s.genBytes = strconv.Itoa(int(s.m+7) / 8)
 	}
 	s.healthy.Store(s.ping() == nil)
 	s.wg.Add(1)

@@ -67,16 +67,18 @@ return out`)
 // bloomScript dedups and counts the items of one campaign against its
 // generations. KEYS: the total, nm minute keys, then the K+1 generation
 // keys, newest first. ARGV: the newest generation's expiry (Unix ms), the
-// minute keys' TTL in s, nm, k, then per item its minute key index and its
-// k bit positions. An item is a repeat if every position is set in some
-// generation; otherwise its positions are set in the newest one. Each
-// generation is probed bit by bit and given up at its first clear bit, so
-// a new pair costs about two GETBITs per generation.
+// minute keys' TTL in s, nm, k, a generation's size in bytes, then per item
+// its minute key index and its k bit positions. An item is a repeat if
+// every position is set in some generation; otherwise its positions are
+// set in the newest one. Each generation is probed bit by bit and given up
+// at its first clear bit, so a new pair costs about two GETBITs per
+// generation. A generation is created at its full size (see newGeneration).
 var bloomScript = rueidis.NewLuaScript(`
 local nm, k = tonumber(ARGV[3]), tonumber(ARGV[4])
 local g0 = 2 + nm
 local out, per, counted = {}, {}, 0
-local i, a = 0, 5
+local created = false
+local i, a = 0, 6
 while a <= #ARGV do
   i = i + 1
   local seen = false
@@ -90,6 +92,12 @@ while a <= #ARGV do
   if seen then
     out[i] = 0
   else
+    if not created then
+      created = true
+      if redis.call('EXISTS', KEYS[g0]) == 0 then
+        redis.call('SET', KEYS[g0], string.rep('\0', tonumber(ARGV[5])), 'PXAT', ARGV[1])
+      end
+    end
     for j = 1, k do redis.call('SETBIT', KEYS[g0], ARGV[a + j], 1) end
     local mk = 2 + tonumber(ARGV[a])
     per[mk] = (per[mk] or 0) + 1
@@ -124,19 +132,26 @@ redis.call('INCR', KEYS[1])
 return 1`)
 
 // bloomOneScript is bloomScript for one item. ARGV: the newest
-// generation's expiry (Unix ms), the minute key's TTL in s, then the
-// arguments of the BITFIELD that sets the item's k positions ("SET", "u1",
-// position, "1", ...): the script passes them through as they are, and
-// reads the positions off every fourth.
+// generation's expiry (Unix ms), the minute key's TTL in s, a generation's
+// size in bytes, then the arguments of the BITFIELD that sets the item's k
+// positions ("SET", "u1", position, "1", ...): the script passes them
+// through as they are, and reads the positions off every fourth.
+//
+// A generation is created at its full size with SET, not grown by its
+// first SETBIT: Redis grows a string to twice what it needs below 1 MB,
+// which would double the memory of every filter.
 var bloomOneScript = rueidis.NewLuaScript(`
 for g = 3, #KEYS do
   local all = true
-  for j = 5, #ARGV, 4 do
+  for j = 6, #ARGV, 4 do
     if redis.call('GETBIT', KEYS[g], ARGV[j]) == 0 then all = false; break end
   end
   if all then return 0 end
 end
-redis.call('BITFIELD', KEYS[3], unpack(ARGV, 3))
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[3], string.rep('\0', tonumber(ARGV[3])), 'PXAT', ARGV[1])
+end
+redis.call('BITFIELD', KEYS[3], unpack(ARGV, 4))
 redis.call('PEXPIREAT', KEYS[3], ARGV[1])
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 redis.call('INCR', KEYS[1])
@@ -149,13 +164,14 @@ func (s *Store) trackOne(it *Item, now time.Time) (bool, error) {
 	var keyBuf [3 + maxSlices]string
 	keys := append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10))
 	keys = s.appendGenerations(keys, t, now)
-	var argBuf [2 + 4*64]string
+	var argBuf [3 + 4*64]string
 	args := append(argBuf[:0], s.expiry(now), minuteTTLArg)
 	script := exactOneScript
 	if s.exact {
 		args = append(args, string(it.User))
 	} else {
 		script = bloomOneScript
+		args = append(args, s.genBytes)
 		var pos [64]uint64
 		sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.m, pos[:s.k])
 		for _, p := range pos[:s.k] {
@@ -280,7 +296,7 @@ func (s *Store) exec(c string, items []Item, idx []int, now time.Time) rueidis.L
 		}
 		return rueidis.LuaExec{Keys: keys, Args: args}
 	}
-	args = append(args, strconv.Itoa(int(s.k)))
+	args = append(args, strconv.Itoa(int(s.k)), s.genBytes)
 	var pos [64]uint64
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]))
