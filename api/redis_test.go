@@ -189,3 +189,44 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	}
 	t.Logf("%d requests failed and were retried; %d of %d pairs answered counted, the rest were counted by a call whose answer was lost", failures.Load(), counted.Load(), pairs)
 }
+
+// TestRedisCluster runs the API on a Redis Cluster of three masters:
+// campaigns spread over slots of different nodes, single impressions and a
+// batch across them, stats and the campaign list, in both modes. The keys
+// of a campaign share its hash tag, so no script crosses slots.
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	for _, mode := range []string{"exact", "bloom"} {
+		t.Run(mode, func(t *testing.T) {
+			st, err := redisstore.Open(redisstore.Options{URL: cl.URL, Mode: mode,
+				Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 10000, FalsePositiveRate: 0.001}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(st.Close)
+			s := newTestServer(t, mode, func(o *Options) { o.Dedup, o.Redis = nil, st })
+			ids := []string{mode + "-a", mode + "-b", mode + "-c", mode + "-d", mode + "-e", mode + "-f"}
+			var batch []string
+			for _, id := range ids {
+				s.createCampaign(id)
+				s.do("POST", "/api/v1/impressions", track(id, "u1")).want(t, 200)
+				batch = append(batch, track(id, "u1"), track(id, "u2"), track(id, "u2"))
+			}
+			var res struct{ Counted, Duplicates int }
+			s.do("POST", "/api/v1/impressions/batch", "["+strings.Join(batch, ",")+"]").want(t, 200).decode(t, &res)
+			if res.Counted != len(ids) || res.Duplicates != 2*len(ids) {
+				t.Fatalf("batch across the cluster: %+v, want %d counted, %d duplicates", res, len(ids), 2*len(ids))
+			}
+			for _, id := range ids {
+				if st := s.stats(id); st.Total != 2 || st.LastHour != 2 {
+					t.Fatalf("%s: %+v, want 2", id, st)
+				}
+			}
+			var list campaignListJSON
+			s.do("GET", "/api/v1/campaigns", "").want(t, 200).decode(t, &list)
+			if len(list.Campaigns) < len(ids) {
+				t.Fatalf("listed %d campaigns, want at least %d", len(list.Campaigns), len(ids))
+			}
+		})
+	}
+}

@@ -56,6 +56,7 @@ type Server struct {
 	bin  string   // path of redis-server
 	dir  string   // working directory, removed by t.TempDir's cleanup
 	port int      // fixed for the Server's lifetime once Start returns
+	args []string // extra redis-server arguments
 	proc *process // the running process, nil while stopped
 }
 
@@ -66,12 +67,66 @@ type process struct {
 	done chan struct{} // closed once cmd.Wait has returned
 }
 
+// Cluster is a Redis Cluster of masters started for a test.
+type Cluster struct {
+	// URL lists every master as a seed: "redis://127.0.0.1:P1,127.0.0.1:P2,...".
+	URL   string
+	Nodes []*Server
+}
+
+// StartCluster runs n redis-servers in cluster mode and joins them into one
+// cluster of n masters covering every slot (redis-cli --cluster create),
+// skipping or failing as Start does when the tools are missing.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-cli is not in PATH; CI must run the Redis tests: %v", err)
+		}
+		t.Skipf("redis-cli is not in PATH; skipping the Redis Cluster test: %v", err)
+	}
+	c := &Cluster{}
+	var addrs []string
+	for range n {
+		s := startWith(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, err := do(s.Addr, "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s within 10s: %q %v", s.Addr, info, err)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	c.URL = "redis://" + strings.Join(addrs, ",")
+	return c
+}
+
 // Start runs redis-server on a free loopback port with a fresh temp dir
 // (no persistence: --save "" --appendonly no), waits until it answers PING,
 // and stops it in t.Cleanup. If redis-server is not in PATH it calls t.Skip,
 // unless the environment has CI=true, where it calls t.Fatal: in CI the
 // Redis tests must run, never skip.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return startWith(t)
+}
+
+// startWith is Start with extra redis-server arguments.
+func startWith(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -82,7 +137,7 @@ func Start(t testing.TB) *Server {
 	}
 	// TempDir before Cleanup: cleanups run last-in first-out, so the server
 	// is killed before its directory is removed.
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
 	t.Cleanup(s.Stop)
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
@@ -197,6 +252,7 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--protected-mode", "no",
 	)
+	p.cmd.Args = append(p.cmd.Args, s.args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("cannot run %s: %w", s.bin, err)
