@@ -53,54 +53,55 @@ start_redis() {
 	exit 1
 }
 
-# attack name store-flags... -- attack-flags...: prints "name impressions/s".
-attack() {
-	local name=$1 log pid addr flags=() rate
-	shift
-	while [[ $1 != -- ]]; do flags+=("$1"); shift; done
-	shift
+# start_impressiond flags...: starts impressiond on a free port with an
+# empty Redis and sets pid and addr.
+start_impressiond() {
+	local log=$work/impressiond.log
 	redis-cli -p "$port" flushall >/dev/null
-	log=$work/impressiond.log
-	./bin/impressiond -addr 127.0.0.1:0 "${flags[@]}" 2>"$log" &
-	pid=$!
-	addr=""
-	for _ in $(seq 100); do
-		addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -n1 | cut -d= -f2 || true)
-		[[ -n $addr ]] && break
-		sleep 0.1
-	done
-	rate=$(./bin/loadtest attack -target "http://$addr" -duration "$DURATION" "$@" 2>/dev/null |
-		awk '/^throughput/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^impressions\/s/) print $i }')
-	kill -TERM "$pid"
-	wait "$pid" || true
-	printf '%-28s %12s impressions/s\n' "$name" "$rate"
-	echo "$name $round ${rate:-0}" >>"$work/results"
-	sleep 1
-}
-
-# wrk_single name store-flags...: single impressions at the maximum rate
-# with wrk (64 connections), whose own cost is far below vegeta's.
-wrk_single() {
-	local name=$1 log pid addr rate
-	shift
-	command -v wrk >/dev/null || return 0
-	redis-cli -p "$port" flushall >/dev/null
-	log=$work/impressiond.log
 	./bin/impressiond -addr 127.0.0.1:0 "$@" 2>"$log" &
 	pid=$!
 	addr=""
 	for _ in $(seq 100); do
 		addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -n1 | cut -d= -f2 || true)
-		[[ -n $addr ]] && break
+		[[ -n $addr ]] && return
 		sleep 0.1
 	done
-	curl -s -o /dev/null -X POST "http://$addr/api/v1/campaigns" -d '{"id":"wrk","name":"wrk","start_time":"2020-01-01T00:00:00Z"}'
-	rate=$(wrk -t1 -c64 -d"$DURATION" -s loadtest/wrk/track.lua "http://$addr" -- wrk 1000000 2>&1 | awk '/^Requests\/sec:/ { print $2 }')
+	cat "$log" >&2
+	exit 1
+}
+
+# stop_impressiond name rate unit: stops it and records the rate.
+stop_impressiond() {
 	kill -TERM "$pid"
 	wait "$pid" || true
-	printf '%-28s %12s req/s (wrk)\n' "$name" "$rate"
-	echo "$name $round ${rate:-0}" >>"$work/results"
+	printf '%-28s %12s %s\n' "$1" "$2" "$3"
+	echo "$1 $round ${2:-0}" >>"$work/results"
 	sleep 1
+}
+
+# attack name store-flags... -- attack-flags...: loadtest attack's
+# impressions/s.
+attack() {
+	local name=$1 flags=() rate
+	shift
+	while [[ $1 != -- ]]; do flags+=("$1"); shift; done
+	shift
+	start_impressiond "${flags[@]}"
+	rate=$(./bin/loadtest attack -target "http://$addr" -duration "$DURATION" "$@" 2>/dev/null |
+		awk '/^throughput/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^impressions\/s/) print $i }')
+	stop_impressiond "$name" "$rate" impressions/s
+}
+
+# wrk_single name store-flags...: single impressions at the maximum rate
+# with wrk (64 connections), whose own cost is far below vegeta's.
+wrk_single() {
+	local name=$1 rate
+	shift
+	command -v wrk >/dev/null || return 0
+	start_impressiond "$@"
+	curl -s -o /dev/null -X POST "http://$addr/api/v1/campaigns" -d '{"id":"wrk","name":"wrk","start_time":"2020-01-01T00:00:00Z"}'
+	rate=$(wrk -t1 -c64 -d"$DURATION" -s loadtest/wrk/track.lua "http://$addr" -- wrk 1000000 2>&1 | awk '/^Requests\/sec:/ { print $2 }')
+	stop_impressiond "$name" "$rate" "req/s (wrk)"
 }
 
 bench() { # name, redis-benchmark args...: prints "name ops/s"

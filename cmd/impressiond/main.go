@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -120,7 +119,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
 		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
-		"store", redactStore(cfg.store), "data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
+		"store", redisstore.Redact(cfg.store), "data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
 		// Never the tokens themselves: only whether they are set.
 		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
 	}
@@ -141,7 +140,7 @@ func run(cfg *config, log *slog.Logger) error {
 				"redis_bytes_per_campaign", (uint64(m)/8+1)*uint64(cfg.dedupSlices+1))
 		}
 		if !shared.Healthy() {
-			log.Warn("Redis does not answer yet; requests that need it get 503 until it does", "store", redactStore(cfg.store))
+			log.Warn("Redis does not answer yet; requests that need it get 503 until it does", "store", redisstore.Redact(cfg.store))
 		}
 	} else if cfg.dataDir == "" {
 		log.Warn("persistence is off (-data-dir is empty): every count and dedup decision is lost when the process stops")
@@ -189,14 +188,4 @@ func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
 		attrs = append(attrs, "snapshot", "none")
 	}
 	log.Info("state restored", attrs...)
-}
-
-// redactStore hides a password in a -store URL.
-func redactStore(s string) string {
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		if i := strings.Index(s, "://"); i >= 0 && i < at {
-			return s[:i+3] + "***" + s[at:]
-		}
-	}
-	return s
 }

@@ -112,7 +112,7 @@ func Open(o Options) (*Store, error) {
 	opt.DisableCache = true // no client-side caching: counters change all the time
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: cannot connect to %s: %w", redact(o.URL), err)
+		return nil, fmt.Errorf("redisstore: cannot connect to %s: %w", Redact(o.URL), err)
 	}
 	d := o.Dedup
 	if d.TTL == 0 {
@@ -152,14 +152,14 @@ func clientOptions(url string) (rueidis.ClientOption, error) {
 	}
 	opt, err := rueidis.ParseURL(first)
 	if err != nil {
-		return opt, fmt.Errorf("redisstore: bad -store URL %q: %w", redact(url), err)
+		return opt, fmt.Errorf("redisstore: bad -store URL %q: %w", Redact(url), err)
 	}
 	for _, s := range seeds[1:] {
 		s = strings.TrimSpace(s)
 		if strings.Contains(s, "://") {
 			o, err := rueidis.ParseURL(s)
 			if err != nil {
-				return opt, fmt.Errorf("redisstore: bad seed %q: %w", redact(s), err)
+				return opt, fmt.Errorf("redisstore: bad seed %q: %w", Redact(s), err)
 			}
 			opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
 		} else if s != "" {
@@ -169,8 +169,8 @@ func clientOptions(url string) (rueidis.ClientOption, error) {
 	return opt, nil
 }
 
-// redact hides a password in a URL for logs and errors.
-func redact(url string) string {
+// Redact hides a password in a -store URL (or list of seeds), for logs.
+func Redact(url string) string {
 	if at := strings.LastIndex(url, "@"); at >= 0 {
 		if scheme := strings.Index(url, "://"); scheme >= 0 && scheme < at {
 			return url[:scheme+3] + "***" + url[at:]
