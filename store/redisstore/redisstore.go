@@ -81,7 +81,8 @@ var (
 // Store is the Redis client of one impressiond instance. It is safe for
 // concurrent use.
 type Store struct {
-	client  rueidis.Client
+	opt     rueidis.ClientOption
+	client  atomic.Pointer[rueidis.Client] // nil until the first dial succeeds
 	timeout time.Duration
 	exact   bool
 	ttl     time.Duration
@@ -97,8 +98,15 @@ type Store struct {
 	wg      sync.WaitGroup
 }
 
-// Open connects to Redis and starts a health checker that pings it every
-// quarter second (Healthy).
+// ErrNotConnected is returned by calls made before the first connection to
+// Redis succeeded.
+var ErrNotConnected = errors.New("redisstore: not connected to Redis yet")
+
+// Open starts a Store and a health checker that pings Redis every quarter
+// second (Healthy). If Redis cannot be reached yet, Open still succeeds:
+// the checker keeps dialling, and calls fail with ErrNotConnected until a
+// connection is made, so a server started before its Redis serves 503s,
+// then recovers by itself. Only a malformed URL or bad options fail Open.
 func Open(o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 200 * time.Millisecond
@@ -110,10 +118,6 @@ func Open(o Options) (*Store, error) {
 	opt.Dialer.Timeout = o.Timeout
 	opt.ConnWriteTimeout = o.Timeout
 	opt.DisableCache = true // no client-side caching: counters change all the time
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: cannot connect to %s: %w", Redact(o.URL), err)
-	}
 	d := o.Dedup
 	if d.TTL == 0 {
 		d.TTL = time.Hour
@@ -122,7 +126,7 @@ func Open(o Options) (*Store, error) {
 		d.Slices = 6
 	}
 	s := &Store{
-		client:  client,
+		opt:     opt,
 		timeout: o.Timeout,
 		exact:   o.Mode == "exact",
 		ttl:     d.TTL,
@@ -132,15 +136,37 @@ func Open(o Options) (*Store, error) {
 	}
 	if !s.exact {
 		if s.m, s.k, err = sketch.FilterLayout(d); err != nil {
-			client.Close()
 			return nil, err
 		}
 		s.genBytes = strconv.Itoa(int(s.m+7) / 8)
 	}
-	s.healthy.Store(s.ping() == nil)
+	s.check()
 	s.wg.Add(1)
 	go s.watch()
 	return s, nil
+}
+
+// conn returns the client, or ErrNotConnected before the first successful
+// dial.
+func (s *Store) conn() (rueidis.Client, error) {
+	if c := s.client.Load(); c != nil {
+		return *c, nil
+	}
+	return nil, ErrNotConnected
+}
+
+// check dials Redis if no client exists yet, then pings it, and records
+// whether it answered.
+func (s *Store) check() {
+	if s.client.Load() == nil {
+		c, err := rueidis.NewClient(s.opt)
+		if err != nil {
+			s.healthy.Store(false)
+			return
+		}
+		s.client.Store(&c)
+	}
+	s.healthy.Store(s.ping() == nil)
 }
 
 // clientOptions parses one URL, or a comma-separated list of cluster seeds.
@@ -183,7 +209,9 @@ func Redact(url string) string {
 func (s *Store) Close() {
 	close(s.stopCh)
 	s.wg.Wait()
-	s.client.Close()
+	if c := s.client.Load(); c != nil {
+		(*c).Close()
+	}
 }
 
 // Healthy reports whether the last ping, at most a quarter second ago,
@@ -203,7 +231,7 @@ func (s *Store) watch() {
 		case <-s.stopCh:
 			return
 		case <-t.C:
-			s.healthy.Store(s.ping() == nil)
+			s.check()
 		}
 	}
 }
@@ -211,7 +239,11 @@ func (s *Store) watch() {
 func (s *Store) ping() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	return s.client.Do(ctx, s.client.B().Ping().Build()).Error()
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, c.B().Ping().Build()).Error()
 }
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
@@ -252,7 +284,11 @@ func (s *Store) CreateCampaign(c Campaign, max int) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	meta := strconv.FormatInt(c.Start.UnixNano(), 10) + " " + c.Name
-	r, err := createScript.Exec(ctx, s.client, []string{campaignsKey}, []string{c.ID, meta, strconv.Itoa(max)}).AsInt64()
+	c2, err := s.conn()
+	if err != nil {
+		return s.fail("create campaign", err)
+	}
+	r, err := createScript.Exec(ctx, c2, []string{campaignsKey}, []string{c.ID, meta, strconv.Itoa(max)}).AsInt64()
 	switch {
 	case err != nil:
 		return s.fail("create campaign", err)
@@ -269,15 +305,19 @@ func (s *Store) CreateCampaign(c Campaign, max int) error {
 func (s *Store) GetCampaign(id string) (Campaign, bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	v, err := s.client.Do(ctx, s.client.B().Hget().Key(campaignsKey).Field(id).Build()).ToString()
+	c, err := s.conn()
+	if err != nil {
+		return Campaign{}, false, s.fail("get campaign", err)
+	}
+	v, err := c.Do(ctx, c.B().Hget().Key(campaignsKey).Field(id).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return Campaign{}, false, nil
 	}
 	if err != nil {
 		return Campaign{}, false, s.fail("get campaign", err)
 	}
-	c, err := parseMeta(id, v)
-	return c, err == nil, err
+	camp, err := parseMeta(id, v)
+	return camp, err == nil, err
 }
 
 func parseMeta(id, v string) (Campaign, error) {
@@ -293,17 +333,21 @@ func parseMeta(id, v string) (Campaign, error) {
 func (s *Store) ListCampaigns() ([]Campaign, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	all, err := s.client.Do(ctx, s.client.B().Hgetall().Key(campaignsKey).Build()).AsStrMap()
+	c, err := s.conn()
+	if err != nil {
+		return nil, s.fail("list campaigns", err)
+	}
+	all, err := c.Do(ctx, c.B().Hgetall().Key(campaignsKey).Build()).AsStrMap()
 	if err != nil {
 		return nil, s.fail("list campaigns", err)
 	}
 	out := make([]Campaign, 0, len(all))
 	for id, v := range all {
-		c, err := parseMeta(id, v)
+		camp, err := parseMeta(id, v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		out = append(out, camp)
 	}
 	return out, nil
 }
@@ -319,7 +363,11 @@ func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {
 		keys = append(keys, t+"m:"+strconv.FormatInt(m, 10))
 	}
 	keys = append(keys, t+"total")
-	vals, err := s.client.Do(ctx, s.client.B().Mget().Key(keys...).Build()).ToArray()
+	c, err := s.conn()
+	if err != nil {
+		return nil, 0, s.fail("read stats", err)
+	}
+	vals, err := c.Do(ctx, c.B().Mget().Key(keys...).Build()).ToArray()
 	if err != nil {
 		return nil, 0, s.fail("read stats", err)
 	}

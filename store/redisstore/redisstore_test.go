@@ -157,7 +157,7 @@ func TestTTLExpiry(t *testing.T) {
 func dbsize(t *testing.T, s *Store) int64 {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	n, err := s.client.Do(ctx, s.client.B().Dbsize().Build()).AsInt64()
+	n, err := (*s.client.Load()).Do(ctx, (*s.client.Load()).B().Dbsize().Build()).AsInt64()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,5 +191,31 @@ func TestRedisDown(t *testing.T) {
 	}
 	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); err != nil || !out[0] {
 		t.Fatalf("Track after recovery: %v, %v", out[0], err)
+	}
+}
+
+// TestStartBeforeRedis: a store opened while Redis is down still opens;
+// calls fail fast until Redis comes up, then work without a restart.
+func TestStartBeforeRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	s := openTest(t, srv, "exact", time.Hour)
+	out := make([]bool, 1)
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Track before Redis: %v, want ErrNotConnected", err)
+	}
+	if s.Healthy() {
+		t.Fatal("healthy before Redis is up")
+	}
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("not healthy within 5s of Redis starting")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); err != nil || !out[0] {
+		t.Fatalf("Track once Redis is up: %v, %v", out[0], err)
 	}
 }

@@ -52,7 +52,7 @@ func BenchmarkRedisMemoryPerPair(b *testing.B) {
 func usedMemory(b *testing.B, s *Store) int64 {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	info, err := s.client.Do(ctx, s.client.B().Info().Section("memory").Build()).ToString()
+	info, err := (*s.client.Load()).Do(ctx, (*s.client.Load()).B().Info().Section("memory").Build()).ToString()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,13 +71,13 @@ func usedMemory(b *testing.B, s *Store) int64 {
 func keysMemory(b *testing.B, s *Store, pattern string) int64 {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	keys, err := s.client.Do(ctx, s.client.B().Keys().Pattern(pattern).Build()).AsStrSlice()
+	keys, err := (*s.client.Load()).Do(ctx, (*s.client.Load()).B().Keys().Pattern(pattern).Build()).AsStrSlice()
 	if err != nil {
 		b.Fatal(err)
 	}
 	var sum int64
 	for _, k := range keys {
-		n, err := s.client.Do(ctx, s.client.B().MemoryUsage().Key(k).Samples(0).Build()).AsInt64()
+		n, err := (*s.client.Load()).Do(ctx, (*s.client.Load()).B().MemoryUsage().Key(k).Samples(0).Build()).AsInt64()
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -180,7 +180,11 @@ func (s *Store) trackOne(it *Item, now time.Time) (bool, error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	n, err := script.Exec(ctx, s.client, keys, args).AsInt64()
+	c, err := s.conn()
+	if err != nil {
+		return false, s.fail("track", err)
+	}
+	n, err := script.Exec(ctx, c, keys, args).AsInt64()
 	if err != nil {
 		return false, s.fail("track", err)
 	}
@@ -254,11 +258,15 @@ func (s *Store) Track(items []Item, now time.Time, counted []bool) error {
 	if s.exact {
 		script = exactScript
 	}
+	client, err := s.conn()
+	if err != nil {
+		return s.fail("track", err)
+	}
 	var results []rueidis.RedisResult
 	if len(execs) == 1 {
-		results = []rueidis.RedisResult{script.Exec(ctx, s.client, execs[0].Keys, execs[0].Args)}
+		results = []rueidis.RedisResult{script.Exec(ctx, client, execs[0].Keys, execs[0].Args)}
 	} else {
-		results = script.ExecMulti(ctx, s.client, execs...)
+		results = script.ExecMulti(ctx, client, execs...)
 	}
 	for e, r := range results {
 		out, err := r.AsIntSlice()
