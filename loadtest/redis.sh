@@ -122,13 +122,13 @@ for round in $(seq "$ROUNDS"); do
 	url="redis://127.0.0.1:$port/0"
 	attack batch-memory -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
 	attack batch-redis-exact -store "$url" -dedup exact -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
-	attack batch-redis-bloom -store "$url" -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
+	attack batch-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
 	attack single-memory -- -rate 0 -workers 64 -connections 64 -seed "$round"
 	attack single-redis-exact -store "$url" -dedup exact -- -rate 0 -workers 64 -connections 64 -seed "$round"
-	attack single-redis-bloom -store "$url" -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -workers 64 -connections 64 -seed "$round"
+	attack single-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -workers 64 -connections 64 -seed "$round"
 	wrk_single wrk-single-memory
 	wrk_single wrk-single-redis-exact -store "$url" -dedup exact
-	wrk_single wrk-single-redis-bloom -store "$url" -dedup-capacity "$BLOOM_CAPACITY"
+	wrk_single wrk-single-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY"
 	kill "$redis_pid"
 	wait "$redis_pid" 2>/dev/null || true
 	redis_pid=""

@@ -54,7 +54,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs := flag.NewFlagSet("impressiond", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&c.dedup, "dedup", "bloom", "dedup mode: bloom (fixed memory, may undercount by at most the false-positive rate) or exact (never wrong, memory grows with distinct users)")
+	fs.StringVar(&c.dedup, "dedup", "bloom", "dedup mode: bloom (fixed memory, may undercount by at most the false-positive rate) or exact (never wrong, memory grows with distinct users); with -store redis:// the default is exact")
 	fs.DurationVar(&c.dedupTTL, "dedup-ttl", time.Hour, "how long a counted (campaign, user) pair blocks repeats")
 	fs.IntVar(&c.dedupSlices, "dedup-slices", 6, "sub-windows per TTL; one filter (or map) per sub-window")
 	fs.IntVar(&c.dedupCapacity, "dedup-capacity", 10_000_000, "expected distinct pairs per TTL (sizes the Bloom filters)")
@@ -106,6 +106,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if fs.NArg() > 0 {
 		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	// In Redis, exact mode is the better default: its sets cost about 88
+	// bytes per pair and run batches fastest, where bloom mode fixes K+1
+	// filters per campaign whatever its traffic (docs/SCALING.md).
+	dedupSet := false
+	fs.Visit(func(f *flag.Flag) { dedupSet = dedupSet || f.Name == "dedup" })
+	if !dedupSet && c.store != "memory" {
+		c.dedup = "exact"
 	}
 	return &c, c.validate()
 }

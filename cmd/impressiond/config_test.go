@@ -31,6 +31,29 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestDedupDefaultWithRedis: exact is the default dedup mode on a shared
+// Redis, bloom in process; an explicit -dedup (flag or environment) wins.
+func TestDedupDefaultWithRedis(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "bloom"},
+		{[]string{"-store", "redis://127.0.0.1:6379/0"}, nil, "exact"},
+		{[]string{"-store", "redis://127.0.0.1:6379/0", "-dedup", "bloom"}, nil, "bloom"},
+		{[]string{"-store", "redis://127.0.0.1:6379/0"}, map[string]string{"IMPRESSIOND_DEDUP": "bloom"}, "bloom"},
+	} {
+		cfg, err := parseConfig(c.args, env(c.env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.dedup != c.want {
+			t.Fatalf("%v %v: -dedup %s, want %s", c.args, c.env, cfg.dedup, c.want)
+		}
+	}
+}
+
 func TestParseConfigEnvAndFlags(t *testing.T) {
 	c, err := parseConfig(
 		[]string{"-dedup-ttl", "30m", "-max-body=1024"},
