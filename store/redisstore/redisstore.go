@@ -57,6 +57,11 @@ const (
 	// maxItemsPerCall bounds one script call, so that a 10,000-item batch
 	// does not hold Redis for long.
 	maxItemsPerCall = 1000
+	// maxBatchesInFlight bounds concurrent batch calls: enough to keep
+	// Redis busy while replies travel (8 concurrent 1000-item batches
+	// reach its peak on a 2-core machine), few enough that a burst queues
+	// in impressiond instead of behind Redis's single thread.
+	maxBatchesInFlight = 8
 )
 
 // Options configure a Store.
@@ -92,6 +97,9 @@ type Store struct {
 	// genBytes is a bloom generation's size, the m bits rounded up to
 	// bytes, as a script argument.
 	genBytes string
+
+	// batchSlots bounds the batches in flight to Redis (see Track).
+	batchSlots chan struct{}
 
 	healthy atomic.Bool
 	stopCh  chan struct{}
@@ -133,6 +141,8 @@ func Open(o Options) (*Store, error) {
 		slice:   d.TTL / time.Duration(d.Slices),
 		slices:  d.Slices,
 		stopCh:  make(chan struct{}),
+
+		batchSlots: make(chan struct{}, maxBatchesInFlight),
 	}
 	if !s.exact {
 		if s.m, s.k, err = sketch.FilterLayout(d); err != nil {

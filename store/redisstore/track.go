@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -254,6 +255,16 @@ func (s *Store) Track(items []Item, now time.Time, counted []bool) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	// Batches queue here, not in Redis: a script that Redis runs after its
+	// caller gave up is capacity thrown away, and under overload that would
+	// leave every batch timing out. Waiting for a slot is bounded by the
+	// same deadline.
+	select {
+	case s.batchSlots <- struct{}{}:
+		defer func() { <-s.batchSlots }()
+	case <-ctx.Done():
+		return s.fail("track", fmt.Errorf("%d batches already in flight: %w", cap(s.batchSlots), ctx.Err()))
+	}
 	script := bloomScript
 	if s.exact {
 		script = exactScript
