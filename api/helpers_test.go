@@ -39,7 +39,10 @@ func memoryOnly(t testing.TB, why string) {
 func openTestRedis(t testing.TB, mode string) *redisstore.Store {
 	t.Helper()
 	srv := redistest.Start(t)
-	st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode,
+	// A generous timeout: these runs test the API's behaviour, under -race
+	// and with hundreds of goroutines on two cores, not Redis's latency
+	// (TestRedisUnavailable does, with the default).
+	st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode, Timeout: 5 * time.Second,
 		Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001}})
 	if err != nil {
 		t.Fatal(err)

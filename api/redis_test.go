@@ -14,13 +14,13 @@ import (
 )
 
 // redisServers serves n Servers sharing one redis-server, as n impressiond
-// instances behind a load balancer.
-func redisServers(t *testing.T, mode string, n int) ([]*testServer, *redistest.Server) {
+// instances behind a load balancer, each giving Redis timeout per call.
+func redisServers(t *testing.T, mode string, n int, timeout time.Duration) ([]*testServer, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	var out []*testServer
 	for range n {
-		st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode,
+		st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode, Timeout: timeout,
 			Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001}})
 		if err != nil {
 			t.Fatal(err)
@@ -37,7 +37,7 @@ func redisServers(t *testing.T, mode string, n int) ([]*testServer, *redistest.S
 func TestRedisSharedCounts(t *testing.T) {
 	for _, mode := range []string{"exact", "bloom"} {
 		t.Run(mode, func(t *testing.T) {
-			ts, _ := redisServers(t, mode, 2)
+			ts, _ := redisServers(t, mode, 2, 5*time.Second)
 			ts[0].createCampaign("shared")
 			ts[1].do("POST", "/api/v1/campaigns", `{"id":"shared","name":"again"}`).want(t, 409)
 			const pairs = 300
@@ -88,7 +88,7 @@ func TestRedisSharedCounts(t *testing.T) {
 // with 503 JSON errors and /readyz says so; once Redis is back (empty, as
 // after a crash without persistence) everything recovers by itself.
 func TestRedisUnavailable(t *testing.T) {
-	ts, srv := redisServers(t, "exact", 1)
+	ts, srv := redisServers(t, "exact", 1, 200*time.Millisecond) // the default: failing fast is the point
 	s := ts[0]
 	s.createCampaign("c")
 	s.do("POST", "/api/v1/impressions", track("c", "before")).want(t, 200)
@@ -131,7 +131,7 @@ func TestRedisUnavailable(t *testing.T) {
 // impression until it gets a 200: requests fail meanwhile, and no pair is
 // ever counted twice or lost.
 func TestRedisRestartMidLoad(t *testing.T) {
-	ts, srv := redisServers(t, "exact", 2)
+	ts, srv := redisServers(t, "exact", 2, 200*time.Millisecond)
 	ts[0].createCampaign("c")
 	const pairs = 3000
 	var counted atomic.Int64

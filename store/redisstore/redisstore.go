@@ -62,6 +62,8 @@ const (
 	// reach its peak on a 2-core machine), few enough that a burst queues
 	// in impressiond instead of behind Redis's single thread.
 	maxBatchesInFlight = 8
+	// largeBatch is the size from which a batch takes one of those slots.
+	largeBatch = 100
 )
 
 // Options configure a Store.

@@ -255,15 +255,18 @@ func (s *Store) Track(items []Item, now time.Time, counted []bool) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	// Batches queue here, not in Redis: a script that Redis runs after its
-	// caller gave up is capacity thrown away, and under overload that would
-	// leave every batch timing out. Waiting for a slot is bounded by the
-	// same deadline.
-	select {
-	case s.batchSlots <- struct{}{}:
-		defer func() { <-s.batchSlots }()
-	case <-ctx.Done():
-		return s.fail("track", fmt.Errorf("%d batches already in flight: %w", cap(s.batchSlots), ctx.Err()))
+	// Large batches queue here, not in Redis: a script that Redis runs
+	// after its caller gave up is capacity thrown away, and under overload
+	// that would leave every batch timing out. Waiting for a slot is
+	// bounded by the same deadline. Small batches, like single impressions,
+	// cost Redis little and go straight through.
+	if len(items) >= largeBatch {
+		select {
+		case s.batchSlots <- struct{}{}:
+			defer func() { <-s.batchSlots }()
+		case <-ctx.Done():
+			return s.fail("track", fmt.Errorf("%d large batches already in flight: %w", cap(s.batchSlots), ctx.Err()))
+		}
 	}
 	script := bloomScript
 	if s.exact {
