@@ -9,7 +9,8 @@
 // Cluster:
 //
 //	imp:{id}:total           impressions counted, ever
-//	imp:{id}:m:<minute>      impressions of one event minute; expire after 25 h
+//	imp:{id}:m:<minute>      impressions of one event minute; expire 26 h after
+//	                         their last write (the day window needs 24 h)
 //	imp:{id}:xs:<slice>      exact mode: one generation, the set of user ids
 //	                         counted in that slice; expires when the slice
 //	                         leaves the window
@@ -53,7 +54,7 @@ import (
 const (
 	campaignsKey = "imp:campaigns"
 	// minuteTTL keeps a minute counter past the 24 h window it serves.
-	minuteTTL = 25 * time.Hour
+	minuteTTL = 26 * time.Hour
 	// maxItemsPerCall bounds one script call, so that a 10,000-item batch
 	// does not hold Redis for long.
 	maxItemsPerCall = 1000

@@ -219,3 +219,25 @@ func TestStartBeforeRedis(t *testing.T) {
 		t.Fatalf("Track once Redis is up: %v, %v", out[0], err)
 	}
 }
+
+// TestMinuteKeysExpire: a minute counter outlives the day window it serves
+// (at least 25 h), and the total does not expire.
+func TestMinuteKeysExpire(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openTest(t, srv, "exact", time.Hour)
+	out := make([]bool, 2)
+	if err := s.Track([]Item{{"c", []byte("u1"), 42}, {"c", []byte("u2"), 42}}, now, out); err != nil {
+		t.Fatal(err)
+	}
+	s.Track([]Item{{"c", []byte("u3"), 43}}, now, out[:1])
+	c := *s.client.Load()
+	for _, k := range []string{"imp:{c}:m:42", "imp:{c}:m:43"} {
+		ttl, err := c.Do(t.Context(), c.B().Ttl().Key(k).Build()).AsInt64()
+		if err != nil || ttl < 25*3600 {
+			t.Fatalf("TTL %s = %d s, %v; want at least 25 h", k, ttl, err)
+		}
+	}
+	if ttl, _ := c.Do(t.Context(), c.B().Ttl().Key("imp:{c}:total").Build()).AsInt64(); ttl != -1 {
+		t.Fatalf("total has TTL %d, want none (-1)", ttl)
+	}
+}
