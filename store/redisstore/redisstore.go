@@ -9,8 +9,9 @@
 // Cluster:
 //
 //	imp:{id}:total           impressions counted, ever
-//	imp:{id}:m:<minute>      impressions of one event minute; expire 26 h after
-//	                         their last write (the day window needs 24 h)
+//	imp:{id}:m:<minute>      impressions of one event minute; expire at least
+//	                         26 h after they are created (the day window
+//	                         reads a minute for 24 h)
 //	imp:{id}:xs:<slice>      exact mode: one generation, the set of user ids
 //	                         counted in that slice; expires when the slice
 //	                         leaves the window
