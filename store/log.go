@@ -86,7 +86,10 @@ type request struct {
 var requests = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
 
 // OpenLog starts a log writing a new segment numbered seg, which must not
-// exist yet.
+// exist yet. If the segment cannot be created (a full disk), the log still
+// starts, in the failed state (Err): the writer retries every second, so a
+// server started on a full disk serves reads and refuses writes until the
+// disk has room.
 func OpenLog(dir *Dir, seg uint64, o Options) (*Log, error) {
 	if o.QueueLen <= 0 {
 		o.QueueLen = 4096
@@ -104,8 +107,9 @@ func OpenLog(dir *Dir, seg uint64, o Options) (*Log, error) {
 		stopCh:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	l.seg = seg
 	if err := l.openSegment(seg); err != nil {
-		return nil, err
+		l.fail(err)
 	}
 	go l.run()
 	return l, nil
@@ -212,7 +216,9 @@ func (l *Log) run() {
 		case <-l.stopCh:
 			l.drain()
 			l.flush(true)
-			l.f.Close()
+			if l.f != nil {
+				l.f.Close()
+			}
 			return
 		}
 	}
@@ -257,6 +263,13 @@ func (l *Log) take(r *request) {
 // records stay pending for the next attempt. The error clears once
 // everything received is written and fsync'd.
 func (l *Log) flush(sync bool) {
+	if l.f == nil {
+		// The segment could not be created yet.
+		if err := l.openSegment(l.seg); err != nil {
+			l.fail(err)
+			return
+		}
+	}
 	if len(l.pending) > 0 {
 		n, err := l.f.Write(l.pending)
 		l.bytes.Add(uint64(n))
@@ -297,6 +310,9 @@ func (l *Log) fail(err error) {
 
 func (l *Log) rotate() error {
 	old, seg := l.f, l.seg
+	if old == nil {
+		return errors.New("store: no log segment to rotate")
+	}
 	if err := l.openSegment(seg + 1); err != nil {
 		return err // still writing to the old segment
 	}

@@ -519,3 +519,45 @@ func TestRemoveBefore(t *testing.T) {
 		t.Fatalf("left segments %v, snapshots %v; want [2], [2]", segs, snaps)
 	}
 }
+
+// TestLogStartsOnFullDisk: a log whose first segment cannot be created
+// starts anyway, failed; once the disk has room it creates the segment and
+// writes what was appended meanwhile.
+func TestLogStartsOnFullDisk(t *testing.T) {
+	d := openTestDir(t)
+	var mu sync.Mutex
+	full := true
+	l, err := OpenLog(d, 1, Options{FsyncInterval: time.Hour, OpenFile: func(p string) (File, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if full {
+			return nil, syscall.ENOSPC
+		}
+		return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	}})
+	if err != nil {
+		t.Fatalf("OpenLog on a full disk: %v, want a failed log, not an error", err)
+	}
+	if !errors.Is(l.Err(), syscall.ENOSPC) {
+		t.Fatalf("Err() = %v, want ENOSPC", l.Err())
+	}
+	l.Append(sampleBatch()) // kept in memory
+	mu.Lock()
+	full = false
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("log did not recover within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := collect(t, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, got, wantSample())
+}
