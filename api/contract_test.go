@@ -311,7 +311,7 @@ func TestMain(m *testing.M) {
 	// without a redis-server outside CI.
 	if _, err := exec.LookPath("redis-server"); err != nil && code == 0 {
 		fmt.Fprintln(os.Stderr, "redis-server not found: the API contract coverage check is skipped")
-	} else if code == 0 && fullRun() && !testRedis {
+	} else if code == 0 && fullRun() && !testRedis() {
 		if err := contractCoverage(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: API contract coverage: %v\n", err)
 			code = 1

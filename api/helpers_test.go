@@ -23,14 +23,23 @@ import (
 // testRedis runs the API tests against the shared-store mode, each test on
 // a redis-server of its own: IMPRESSIOND_TEST_STORE=redis go test ./api
 // (make test does both). Tests of what only the in-process store does
-// (persistence, dedup internals, the fake clock driving exact-mode TTLs)
-// call memoryOnly.
-var testRedis = os.Getenv("IMPRESSIOND_TEST_STORE") == "redis"
+// (persistence, dedup internals) call memoryOnly. The variable is read
+// during the tests, where go test's cache records it, so the two runs
+// never share cached results.
+func testRedis() bool {
+	redisOnce.Do(func() { redisRun = os.Getenv("IMPRESSIOND_TEST_STORE") == "redis" })
+	return redisRun
+}
+
+var (
+	redisOnce sync.Once
+	redisRun  bool
+)
 
 // memoryOnly skips a test in the shared-store run, saying why.
 func memoryOnly(t testing.TB, why string) {
 	t.Helper()
-	if testRedis {
+	if testRedis() {
 		t.Skip("in-process store only: " + why)
 	}
 }
@@ -101,7 +110,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	for _, f := range opts {
 		f(&o)
 	}
-	if testRedis && o.Redis == nil {
+	if testRedis() && o.Redis == nil {
 		o.Dedup, o.Redis = nil, openTestRedis(t, mode)
 	}
 	srv, err := New(o)
