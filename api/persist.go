@@ -54,6 +54,7 @@ type persister struct {
 
 	lastSnapshot     atomic.Int64  // unix seconds of the last good snapshot
 	snapshotDuration atomic.Int64  // its duration, in nanoseconds
+	snapshotPause    atomic.Int64  // how long it held the gate, in nanoseconds
 	snapshotFailures atomic.Uint64 // snapshots that failed
 }
 
@@ -253,6 +254,7 @@ func (s *Server) Snapshot() error {
 }
 
 func (s *Server) snapshot(p *persister) error {
+	paused := time.Now()
 	p.gate.Lock()
 	seg, err := p.log.Rotate()
 	if err != nil {
@@ -261,6 +263,7 @@ func (s *Server) snapshot(p *persister) error {
 	}
 	camps := s.appendCampaigns(nil)
 	p.gate.Unlock()
+	p.snapshotPause.Store(int64(time.Since(paused)))
 
 	w, err := p.dir.CreateSnapshot(seg)
 	if err != nil {
@@ -422,6 +425,8 @@ func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string
 	fmt.Fprintf(w, "impressiond_snapshot_last_success_timestamp_seconds %d\n", p.lastSnapshot.Load())
 	help("impressiond_snapshot_duration_seconds", "gauge", "Time the last snapshot took.")
 	fmt.Fprintf(w, "impressiond_snapshot_duration_seconds %g\n", time.Duration(p.snapshotDuration.Load()).Seconds())
+	help("impressiond_snapshot_pause_seconds", "gauge", "How long the last snapshot held writes (log rotation and counter copy), including the wait for writes in flight.")
+	fmt.Fprintf(w, "impressiond_snapshot_pause_seconds %g\n", time.Duration(p.snapshotPause.Load()).Seconds())
 	help("impressiond_snapshot_failures_total", "counter", "Snapshots that failed.")
 	fmt.Fprintf(w, "impressiond_snapshot_failures_total %d\n", p.snapshotFailures.Load())
 }

@@ -174,3 +174,27 @@ func fillDataDir(b testing.TB, mode, dir string, now time.Time, pairs, campaigns
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkSnapshotPause measures how long a snapshot holds writes (the log
+// rotation and the counter copy) with 1,000 campaigns holding a full day
+// of per-minute counters and a full Bloom window at the defaults, and the
+// whole snapshot. Run with -benchtime 1x or a few x.
+func BenchmarkSnapshotPause(b *testing.B) {
+	dir := b.TempDir()
+	now := time.Now()
+	fillDataDir(b, "bloom", dir, now, 1_000_000, 1000, false)
+	s, err := New(Options{Dedup: newRestoreDedup(b, "bloom"), DataDir: dir, FsyncInterval: time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	var pause time.Duration
+	for range b.N {
+		if err := s.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+		pause += time.Duration(s.persist.snapshotPause.Load())
+	}
+	b.ReportMetric(pause.Seconds()*1e3/float64(b.N), "ms-paused/op")
+}

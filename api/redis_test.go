@@ -106,6 +106,10 @@ func TestRedisUnavailable(t *testing.T) {
 	s.do("GET", "/api/v1/campaigns/c/series", "").want(t, 503)
 	s.do("GET", "/api/v1/campaigns", "").want(t, 503)
 	s.do("GET", "/api/v1/campaigns/unknown", "").want(t, 503)
+	// A campaign this instance has read stays cached: validation still
+	// answers, only the counting fails.
+	s.do("POST", "/api/v1/impressions", `{"campaign_id":"c"}`).want(t, 422)
+	s.do("POST", "/api/v1/impressions", `{"campaign_id":"c","user_id":"u","timestamp":"2000-01-01T00:00:00Z"}`).want(t, 422)
 	s.do("GET", "/readyz", "").want(t, 503)
 	if m := string(s.do("GET", "/metrics", "").want(t, 200).body); !strings.Contains(m, "impressiond_redis_up 0") {
 		t.Fatal("metrics do not show Redis down")

@@ -561,3 +561,33 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 	}
 	sameRecords(t, got, wantSample())
 }
+
+// TestLogWritesPromptly: with a long fsync interval nobody waits, but an
+// appended record still reaches the file (the operating system, which
+// survives the process being killed) within milliseconds, not at the
+// next fsync.
+func TestLogWritesPromptly(t *testing.T) {
+	d := openTestDir(t)
+	l, err := OpenLog(d, 1, Options{FsyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var b Batch
+	b.AddImpression(1, t0, 0, 1, 2, nil)
+	start := time.Now()
+	if err := l.Append(&b); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fi, err := os.Stat(d.segmentPath(1))
+		if err == nil && fi.Size() > int64(walHeader) {
+			break
+		}
+		if time.Since(start) > 500*time.Millisecond {
+			t.Fatal("an appended record was not in the file within 500ms")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("record in the file %s after Append", time.Since(start))
+}

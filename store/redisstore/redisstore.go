@@ -94,7 +94,6 @@ type Store struct {
 	client  atomic.Pointer[rueidis.Client] // nil until the first dial succeeds
 	timeout time.Duration
 	exact   bool
-	ttl     time.Duration
 	slice   time.Duration
 	slices  int
 	m, k    uint
@@ -141,7 +140,6 @@ func Open(o Options) (*Store, error) {
 		opt:     opt,
 		timeout: o.Timeout,
 		exact:   o.Mode == "exact",
-		ttl:     d.TTL,
 		slice:   d.TTL / time.Duration(d.Slices),
 		slices:  d.Slices,
 		stopCh:  make(chan struct{}),
