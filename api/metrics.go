@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"io"
-	"math"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -214,10 +213,10 @@ func (s *Server) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "impressiond_dedup_rotations_total %d\n", s.dedup.Rotations())
 	if b, ok := s.dedup.(*sketch.Bloom); ok {
 		fill := b.NewestFillRatio()
-		help("impressiond_dedup_newest_fill_ratio", "gauge", "Share of bits set in the newest bloom generation; about 0.5 at the design load.")
+		help("impressiond_dedup_newest_fill_ratio", "gauge", "Share of bits set in the newest bloom generation; about 0.4 at the design load.")
 		fmt.Fprintf(w, "impressiond_dedup_newest_fill_ratio %g\n", fill)
-		help("impressiond_dedup_newest_fp_estimate", "gauge", "False-positive rate of the newest bloom generation estimated from its fill ratio (fill^k).")
-		fmt.Fprintf(w, "impressiond_dedup_newest_fp_estimate %g\n", math.Pow(fill, float64(b.HashCount())))
+		help("impressiond_dedup_newest_fp_estimate", "gauge", "False-positive rate of the newest bloom generation estimated from its fill ratio (blocked-filter model).")
+		fmt.Fprintf(w, "impressiond_dedup_newest_fp_estimate %g\n", b.FalsePositiveAtFill(fill))
 		help("impressiond_dedup_slice_fp_target", "gauge", "The rate each generation is sized for: the -dedup-fp target of the whole layer divided over the generations.")
 		fmt.Fprintf(w, "impressiond_dedup_slice_fp_target %g\n", b.SliceFalsePositiveRate())
 	}

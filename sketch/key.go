@@ -26,12 +26,21 @@ func KeyOf(campaign, user []byte) Key { return keyOf(campaign, user) }
 func KeyOfString(campaign, user string) Key { return keyOf(campaign, user) }
 
 func keyOf[T string | []byte](campaign, user T) Key {
-	n := 2 + len(campaign) + len(user)
-	var stack [maxStackKey]byte
-	buf := stack[:0]
-	if n > len(stack) {
-		buf = make([]byte, 0, n)
+	// Typical pairs (a UUID user on a short campaign id) take the small
+	// buffer: Go zeroes a stack array on every call, so its size costs.
+	if n := 2 + len(campaign) + len(user); n <= 128 {
+		var stack [128]byte
+		return hashPair(stack[:0], campaign, user)
+	} else if n <= maxStackKey {
+		var stack [maxStackKey]byte
+		return hashPair(stack[:0], campaign, user)
+	} else {
+		return hashPair(make([]byte, 0, n), campaign, user)
 	}
+}
+
+// hashPair encodes the pair into buf, which has room for it, and hashes it.
+func hashPair[T string | []byte](buf []byte, campaign, user T) Key {
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(campaign)))
 	buf = append(buf, campaign...)
 	buf = append(buf, user...)
@@ -46,7 +55,7 @@ const (
 
 // murmur128 is MurmurHash3_x64_128 with seed 0.
 func murmur128(data []byte) (h1, h2 uint64) {
-	n := len(data)
+	whole, n := data, len(data)
 	for len(data) >= 16 {
 		k1 := binary.LittleEndian.Uint64(data)
 		k2 := binary.LittleEndian.Uint64(data[8:])
@@ -69,17 +78,25 @@ func murmur128(data []byte) (h1, h2 uint64) {
 		h2 = h2*5 + 0x38495ab5
 	}
 	var k1, k2 uint64
-	for i := len(data) - 1; i >= 8; i-- {
-		k2 = k2<<8 | uint64(data[i])
+	switch t := len(data); {
+	case n < 8:
+		for i := t - 1; i >= 8; i-- {
+			k2 = k2<<8 | uint64(data[i])
+		}
+		for i := min(t, 8) - 1; i >= 0; i-- {
+			k1 = k1<<8 | uint64(data[i])
+		}
+	case t > 8:
+		k1 = binary.LittleEndian.Uint64(data)
+		k2 = lastBytes(whole, t-8)
+	case t > 0:
+		k1 = lastBytes(whole, t)
 	}
 	if len(data) > 8 {
 		k2 *= murC2
 		k2 = bits.RotateLeft64(k2, 33)
 		k2 *= murC1
 		h2 ^= k2
-	}
-	for i := min(len(data), 8) - 1; i >= 0; i-- {
-		k1 = k1<<8 | uint64(data[i])
 	}
 	if len(data) > 0 {
 		k1 *= murC1
@@ -96,6 +113,12 @@ func murmur128(data []byte) (h1, h2 uint64) {
 	h1 += h2
 	h2 += h1
 	return h1, h2
+}
+
+// lastBytes returns the last n (1 to 8) bytes of b, which holds at least
+// 8, as a little-endian integer: one load instead of n.
+func lastBytes(b []byte, n int) uint64 {
+	return binary.LittleEndian.Uint64(b[len(b)-8:]) >> (64 - 8*n)
 }
 
 func fmix64(k uint64) uint64 {

@@ -103,14 +103,76 @@ func filterSize(n int, p float64) (m, k uint) {
 	return m, max(1, min(k, maxK))
 }
 
+// blockedSize returns the blocks and hash count k of one blocked filter
+// holding n pairs at false-positive rate p: the fewest blocks for which
+// some k gives blockedRate ≤ p, at the same two-standard-deviation load
+// margin as filterSize.
+func blockedSize(n int, p float64) (blocks, k uint) {
+	load := float64(n) + 2*math.Sqrt(float64(n))
+	best := func(blocks uint) (float64, uint) {
+		lambda := load / float64(blocks)
+		rate, k := 2.0, uint(1)
+		for j := uint(1); j <= maxK; j++ {
+			r := blockedRate(lambda, j)
+			if r > rate {
+				break // unimodal in k
+			}
+			rate, k = r, j
+		}
+		return rate, k
+	}
+	// From one bit per pair (never enough) upwards, doubling, then bisect.
+	lo, hi := uint(1), max(1, uint(load/blockBits))
+	for {
+		if r, _ := best(hi); r <= p {
+			break
+		}
+		lo, hi = hi, 2*hi
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if r, _ := best(mid); r <= p {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	_, k = best(hi)
+	return hi, k
+}
+
+// blockedRate is the false-positive rate of a blocked Bloom filter whose
+// blocks hold lambda pairs on average, k positions each drawn uniformly in
+// the key's block: the number of pairs in a block is Poisson(lambda), and
+// a block holding j pairs answers a fresh key wrongly with probability
+// (1 − (1 − 1/B)^(kj))^k. Blocking costs bits: the crowded blocks raise
+// the rate above the unblocked filter's at the same m.
+func blockedRate(lambda float64, k uint) float64 {
+	q := math.Log1p(-1.0/blockBits) * float64(k)
+	var rate float64
+	// Sum to well past the mean; later terms are below 1e-15 of the total.
+	top := int(lambda + 12*math.Sqrt(lambda) + 30)
+	for j := 0; j <= top; j++ {
+		lg, _ := math.Lgamma(float64(j) + 1)
+		w := math.Exp(float64(j)*math.Log(lambda) - lambda - lg)
+		if j == 0 {
+			w = math.Exp(-lambda)
+		}
+		rate += w * math.Pow(-math.Expm1(q*float64(j)), float64(k))
+	}
+	return rate
+}
+
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
 }
 
 // FilterLayout returns the bits m and hash count k of one generation of a
-// window of the given Options kept as a single filter, not sharded: the
-// sizing a window of one campaign kept elsewhere (in Redis) uses, with the
-// same false-positive guarantee as Bloom.
+// window of the given Options kept as a single unblocked filter, not
+// sharded: the sizing a window of one campaign kept elsewhere (in Redis)
+// uses, with the same false-positive guarantee as Bloom. Unblocked, because
+// there a probe is a round of bit reads, not cache lines; Bloom's blocked
+// layout needs about 13% more bits for the same rate.
 func FilterLayout(o Options) (m, k uint, err error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -121,8 +183,10 @@ func FilterLayout(o Options) (m, k uint, err error) {
 	return m, k, nil
 }
 
-// Positions fills pos with the key's k bit positions in a filter of m
-// bits, by the same enhanced double hashing as Bloom.
+// Positions fills pos with the key's k bit positions in an unblocked filter
+// of m bits (see FilterLayout), by enhanced double hashing
+// (Kirsch–Mitzenmacher) over the two halves of the key, each 64-bit value
+// mapped to [0, m) by multiply-shift.
 func Positions(key Key, m uint, pos []uint64) {
 	h1, h2 := key.Lo, key.Hi|1
 	for i := range pos {

@@ -14,8 +14,9 @@ import (
 
 // A window's state, as WriteTo writes it, all integers little-endian:
 //
-//	Bloom: 'B' slice_ns:int64 generations:uint32 shards:uint32 m:uint64 k:uint32
-//	       per shard: epoch:int64 head:uint32 gen_0 … gen_K (m/64 words:uint64 each)
+//	Bloom: 'C' slice_ns:int64 generations:uint32 shards:uint32 m:uint64 k:uint32
+//	       per shard: epoch:int64 head:uint32 words (K+1 · m/64 words:uint64,
+//	       the filters interleaved by 512-bit block as bloomShard keeps them)
 //	Exact: 'X' slice_ns:int64 generations:uint32 shards:uint32
 //	       per shard: epoch:int64 head:uint32
 //	         per generation: count:uint32, count × (len:uint16 key:[len]byte)
@@ -25,9 +26,13 @@ import (
 // re-shards the keys rather than restoring shards one to one.
 
 const (
-	kindBloom = 'B'
-	kindExact = 'X'
-	ringLen   = 8 + 4 // epoch, head
+	kindBloom = 'C' // blocked, interleaved filters
+	// kindBloomV1 is the earlier Bloom state: one unblocked filter per
+	// generation. Its bits cannot be re-laid out (the keys are not kept),
+	// so it is refused as a layout mismatch.
+	kindBloomV1 = 'B'
+	kindExact   = 'X'
+	ringLen     = 8 + 4 // epoch, head
 	// readBufSize holds the longest key with its length, so a key is
 	// parsed from bufio's buffer in place.
 	readBufSize = 1 << 17
@@ -103,10 +108,8 @@ func (b *Bloom) reset() {
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		s.ring = newRing(len(s.gens))
-		for _, g := range s.gens {
-			g.ClearAll()
-		}
+		s.ring = newRing(s.ring.n)
+		clear(s.words)
 		s.mu.Unlock()
 	}
 }
@@ -115,16 +118,13 @@ func (s *bloomShard) appendState(b []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b = appendRing(b, s.ring)
-	for _, w := range s.words {
-		b = appendWords(b, w)
-	}
-	return b
+	return appendWords(b, s.words)
 }
 
 // load replaces the shard's ring and bits with a state of shardStateLen
 // bytes. The words are written into the filters' own bit sets.
 func (s *bloomShard) load(b []byte, c clock) error {
-	r, err := c.decodeRing(b, len(s.words))
+	r, err := c.decodeRing(b, s.ring.n)
 	if err != nil {
 		return err
 	}
@@ -132,11 +132,7 @@ func (s *bloomShard) load(b []byte, c clock) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ring = r
-	var set uint64
-	for _, w := range s.words {
-		set |= decodeWords(w, b)
-		b = b[8*len(w):]
-	}
+	set := decodeWords(s.words, b)
 	if r.epoch == noEpoch && set != 0 {
 		return errors.New("a shard never touched has bits set")
 	}
@@ -469,7 +465,7 @@ func (l layout) diff(want layout) error {
 }
 
 func kindError(got, want byte) error {
-	mode := map[byte]string{kindBloom: "bloom", kindExact: "exact"}
+	mode := map[byte]string{kindBloom: "bloom", kindBloomV1: "bloom (unblocked filters, written by an earlier version)", kindExact: "exact"}
 	if mode[got] == "" {
 		return fmt.Errorf("sketch: not a dedup window state: kind byte %#02x", got)
 	}

@@ -220,6 +220,19 @@ func TestReadFromLayoutMismatch(t *testing.T) {
 	}
 }
 
+// TestReadFromEarlierBloomLayout: a state of the unblocked layout (kind 'B')
+// is refused as a layout mismatch that names it, not read as garbage.
+func TestReadFromEarlierBloomLayout(t *testing.T) {
+	d := newDeduper(t, "bloom", persistOpts)
+	d.TestAndAdd(camp, user(1), t0)
+	st := state(t, d)
+	st[0] = kindBloomV1
+	_, err := newDeduper(t, "bloom", persistOpts).ReadFrom(bytes.NewReader(st))
+	if !errors.Is(err, ErrLayoutMismatch) || !strings.Contains(err.Error(), "earlier version") {
+		t.Fatalf("got %v, want a layout mismatch naming the earlier version", err)
+	}
+}
+
 // smallStates returns a state of each mode written with smallOpts, with
 // pairs in several slices.
 func smallStates(t testing.TB) map[string][]byte {
