@@ -24,14 +24,21 @@ type Bloom struct {
 }
 
 type bloomShard struct {
-	mu   sync.Mutex // guards ring and words
+	mu   sync.Mutex // guards everything below
 	ring ring
-	// words holds the shard's K+1 filters interleaved by block: block i
-	// of generation g is words[(i·(K+1) + g)·blockWords:][:blockWords], so
-	// the blocks a key maps to in every generation are one run of
-	// (K+1)·64 bytes, on one or two pages, instead of K+1 pages apart.
-	words []uint64
-	_     [64]byte // keeps neighbouring shards' locks off one cache line
+	// cur is the newest generation (ring.head), one filter of blocks. The
+	// newest generations of all shards are adjacent in memory: repeats,
+	// which usually sit there, find a few MiB of hot lines.
+	cur []uint64
+	// old holds the K older generations interleaved by block: block i of
+	// slot j is old[(i·K + j)·blockWords:][:blockWords], so the K blocks a
+	// fresh key must be checked against are one run of K·64 bytes, on one
+	// or two pages, instead of K lines on K pages.
+	old []uint64
+	// slot maps a generation's ring index to its slot in old; the head's
+	// entry is unused.
+	slot []uint16
+	_    [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // NewBloom sizes and allocates every filter up front; memory then stays
@@ -56,16 +63,20 @@ func NewBloom(o Options) (*Bloom, error) {
 		mask:   uint64(nShards - 1),
 		shards: make([]bloomShard, nShards),
 	}
-	// One allocation for every filter: no allocator rounding per filter,
-	// and blocks start on cache-line boundaries (large allocations are
-	// page-aligned; every shard's run is a whole number of blocks).
-	words := int(m/64) * gens
-	slab := make([]uint64, nShards*words)
+	// One allocation for every filter, the newest generations first: no
+	// allocator rounding per filter, and blocks start on cache-line
+	// boundaries (large allocations are page-aligned; every region is a
+	// whole number of blocks).
+	words := int(m / 64)
+	slab := make([]uint64, nShards*gens*words)
+	cur, old := slab[:nShards*words], slab[nShards*words:]
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.ring = newRing(gens)
-		s.words = slab[:words:words]
-		slab = slab[words:]
+		s.cur, cur = cur[:words:words], cur[words:]
+		s.old, old = old[:words*o.Slices:words*o.Slices], old[words*o.Slices:]
+		s.slot = make([]uint16, gens)
+		s.resetSlots()
 	}
 	return b, nil
 }
@@ -93,7 +104,7 @@ func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 		s.mu.Unlock()
 		return true
 	}
-	pr.add(s.words, pr.off+uint64(s.ring.head)*blockWords)
+	pr.add(s.cur, pr.off)
 	s.mu.Unlock()
 	return false
 }
@@ -111,7 +122,11 @@ func (b *Bloom) AddKey(key Key, at time.Time) {
 	s.mu.Lock()
 	s.advanceLocked(e, &b.rotations)
 	if g, ok := s.ring.slot(e); ok {
-		pr.add(s.words, pr.off+uint64(g)*blockWords)
+		if g == s.ring.head {
+			pr.add(s.cur, pr.off)
+		} else {
+			pr.add(s.old, s.oldBlock(pr.off, s.slot[g]))
+		}
 	}
 	s.mu.Unlock()
 }
@@ -158,13 +173,10 @@ func (b *Bloom) NewestFillRatio() float64 {
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		step := s.ring.n * blockWords
-		for i := s.ring.head * blockWords; i < len(s.words); i += step {
-			for _, w := range s.words[i : i+blockWords] {
-				set += uint64(bits.OnesCount64(w))
-			}
-			total += blockBits
+		for _, w := range s.cur {
+			set += uint64(bits.OnesCount64(w))
 		}
+		total += uint64(len(s.cur) * 64)
 		s.mu.Unlock()
 	}
 	if total == 0 {
@@ -222,7 +234,7 @@ const (
 // filter has the same m and k, so it is computed once, outside the lock)
 // and the k bits to test or set in the block of a generation.
 type probe struct {
-	off  uint64 // index of the first word of the key's run
+	off  uint64 // block index × blockWords
 	lead uint8  // the mask word of the first position, tested first
 	mask [blockWords]uint64
 }
@@ -236,7 +248,7 @@ type probe struct {
 // replacement: the model blockedRate assumes.
 func (b *Bloom) probe(key Key) (p probe) {
 	blk, _ := bits.Mul64(key.Lo, b.blocks)
-	p.off = blk * blockWords * uint64(b.opts.Slices+1)
+	p.off = blk * blockWords
 	set := func(pos uint64) { p.mask[pos>>6] |= 1 << (pos & 63) }
 	x := key.Hi >> 8
 	for i := uint(0); i < min(b.k, 6); i++ {
@@ -277,53 +289,84 @@ func (p *probe) add(w []uint64, off uint64) {
 func (s *bloomShard) advanceLocked(e int64, rotations *atomic.Uint64) {
 	first := s.ring.epoch == noEpoch // a shard's first touch is not a rotation
 	n := s.ring.advance(e)
-	for i := 0; i < n; i++ {
-		s.clearGen(s.ring.next())
+	if n >= s.ring.n {
+		// The whole window expired: nothing to keep, whatever the order.
+		clear(s.cur)
+		clear(s.old)
+		for range n {
+			s.ring.next()
+		}
+		s.resetSlots()
+	} else {
+		for range n {
+			s.rotate()
+		}
 	}
 	if n > 0 && !first {
 		rotations.Add(uint64(n))
 	}
 }
 
+// rotate retires the oldest generation: the newest moves into the oldest's
+// slot of old, block by block, and cur is emptied to become the new head.
+func (s *bloomShard) rotate() {
+	h := s.ring.head
+	g := s.ring.next() // the oldest, now the head
+	j := s.slot[g]
+	k := len(s.slot) - 1
+	for i := 0; i < len(s.cur); i += blockWords {
+		copy(s.old[i*k+int(j)*blockWords:][:blockWords], s.cur[i:i+blockWords])
+	}
+	clear(s.cur)
+	s.slot[h] = j
+}
+
+// resetSlots assigns old's slots to the generations other than the head in
+// ring order, as after construction.
+func (s *bloomShard) resetSlots() {
+	j := uint16(0)
+	for g := range s.slot {
+		if g != s.ring.head {
+			s.slot[g] = j
+			j++
+		}
+	}
+}
+
+// oldBlock returns the index in old of the block at off (block index ×
+// blockWords, as in probe) of slot j.
+func (s *bloomShard) oldBlock(off uint64, j uint16) uint64 {
+	return off*uint64(len(s.slot)-1) + uint64(j)*blockWords
+}
+
 // hasLocked tests the newest generation first: repeats usually come soon
 // after the impression they repeat (a user browsing a site), so it most
-// often holds them, and its block was touched recently. Only then are the
-// older generations probed, all at once: one word of the key's block in
-// each, loaded independently of the others so the cache misses overlap
-// (the run is contiguous, so they are few), picks the candidates, and only
-// those are tested in full, from L1.
+// often holds them. Only then are the K older generations probed, all at
+// once: one word of the key's block in each, loaded with no branch in
+// between so the cache misses overlap (the run is contiguous, so they are
+// few), picks the candidates, and only those are tested in full, from L1.
+// Every slot of old is a live generation, so no mapping is needed here.
 func (s *bloomShard) hasLocked(p *probe) bool {
-	head := s.ring.head
-	if p.in(s.words, p.off+uint64(head)*blockWords) {
+	if p.in(s.cur, p.off) {
 		return true
 	}
-	n := s.ring.n
-	run := s.words[p.off : p.off+uint64(n)*blockWords]
+	k := len(s.slot) - 1
+	at := p.off * uint64(k)
+	run := s.old[at : at+uint64(k)*blockWords]
 	m := p.mask[p.lead]
-	for base := 0; base < n; base += 64 { // 64 generations per candidate word
-		var cand uint64 // bit i: generation base+i may hold the key
-		for i, g := 0, base; g < min(n, base+64); i, g = i+1, g+1 {
-			x := run[g*blockWords+int(p.lead)]&m ^ m
+	for base := 0; base < k; base += 64 { // 64 generations per candidate word
+		var cand uint64 // bit i: slot base+i may hold the key
+		for i, j := 0, base; j < min(k, base+64); i, j = i+1, j+1 {
+			x := run[j*blockWords+int(p.lead)]&m ^ m
 			cand |= ((x|-x)>>63 ^ 1) << i
 		}
-		if head >= base && head < base+64 {
-			cand &^= 1 << (head - base)
-		}
 		for cand != 0 {
-			g := base + bits.TrailingZeros64(cand)
-			if p.in(run, uint64(g)*blockWords) {
+			j := base + bits.TrailingZeros64(cand)
+			if p.in(run, uint64(j)*blockWords) {
 				return true
 			}
 			cand &= cand - 1
 		}
 	}
 	return false
-}
-
-// clearGen empties generation g: every (K+1)-th block of the shard.
-func (s *bloomShard) clearGen(g int) {
-	step := s.ring.n * blockWords
-	for i := g * blockWords; i < len(s.words); i += step {
-		clear(s.words[i : i+blockWords])
-	}
 }

@@ -15,8 +15,8 @@ import (
 // A window's state, as WriteTo writes it, all integers little-endian:
 //
 //	Bloom: 'C' slice_ns:int64 generations:uint32 shards:uint32 m:uint64 k:uint32
-//	       per shard: epoch:int64 head:uint32 words (K+1 · m/64 words:uint64,
-//	       the filters interleaved by 512-bit block as bloomShard keeps them)
+//	       per shard: epoch:int64 head:uint32 gen_0 … gen_K (m/64 words:uint64 each,
+//	       blocked filters: a key's k bits in one 512-bit block)
 //	Exact: 'X' slice_ns:int64 generations:uint32 shards:uint32
 //	       per shard: epoch:int64 head:uint32
 //	         per generation: count:uint32, count × (len:uint16 key:[len]byte)
@@ -109,7 +109,9 @@ func (b *Bloom) reset() {
 		s := &b.shards[i]
 		s.mu.Lock()
 		s.ring = newRing(s.ring.n)
-		clear(s.words)
+		clear(s.cur)
+		clear(s.old)
+		s.resetSlots()
 		s.mu.Unlock()
 	}
 }
@@ -118,7 +120,16 @@ func (s *bloomShard) appendState(b []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b = appendRing(b, s.ring)
-	return appendWords(b, s.words)
+	for g := range s.ring.n {
+		if g == s.ring.head {
+			b = appendWords(b, s.cur)
+			continue
+		}
+		for i := 0; i < len(s.cur); i += blockWords {
+			b = appendWords(b, s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords])
+		}
+	}
+	return b
 }
 
 // load replaces the shard's ring and bits with a state of shardStateLen
@@ -132,7 +143,19 @@ func (s *bloomShard) load(b []byte, c clock) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ring = r
-	set := decodeWords(s.words, b)
+	s.resetSlots()
+	var set uint64
+	for g := range r.n {
+		if g == r.head {
+			set |= decodeWords(s.cur, b)
+			b = b[8*len(s.cur):]
+			continue
+		}
+		for i := 0; i < len(s.cur); i += blockWords {
+			set |= decodeWords(s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords], b)
+			b = b[8*blockWords:]
+		}
+	}
 	if r.epoch == noEpoch && set != 0 {
 		return errors.New("a shard never touched has bits set")
 	}

@@ -121,3 +121,30 @@ func BenchmarkNewestFillRatio(b *testing.B) {
 		bl.NewestFillRatio()
 	}
 }
+
+// BenchmarkRepeats measures repeats of pairs counted long before, so their
+// blocks are no longer in cache: n pairs are counted, then walked over
+// again in a scattered order, one goroutine, hashing excluded. With a
+// million pairs this is the cold path of production repeats; with 64Ki it
+// is what the handler benchmarks see.
+func BenchmarkRepeats(b *testing.B) {
+	for _, n := range []int{1 << 16, 1 << 20} {
+		b.Run(fmt.Sprintf("pairs=%d", n), func(b *testing.B) {
+			d, err := NewBloom(Options{TTL: time.Hour, Slices: 6, Capacity: 10_000_000, FalsePositiveRate: 0.001})
+			if err != nil {
+				b.Fatal(err)
+			}
+			keys := make([]Key, n)
+			for i := range keys {
+				keys[i] = KeyOfString("campaign", fmt.Sprint(i))
+				d.TestAndAddKey(keys[i], benchStart)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if !d.TestAndAddKey(keys[(i*7919)&(n-1)], benchStart) {
+					b.Fatal("a repeat was counted")
+				}
+			}
+		})
+	}
+}
