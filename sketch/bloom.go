@@ -9,9 +9,9 @@ import (
 )
 
 // Bloom is the fixed-memory dedup window: K+1 rotating generations of
-// blocked Bloom filters per shard, stored interleaved. See the package doc
-// for its window, false-positive guarantee and layout. It is safe for
-// concurrent use.
+// blocked Bloom filters per shard, the newest one contiguous and the K
+// older ones interleaved by block. See the package doc for its window,
+// false-positive guarantee and layout. It is safe for concurrent use.
 type Bloom struct {
 	opts   Options
 	clock  clock

@@ -56,9 +56,10 @@
 // later; nothing else degrades: no pair is ever counted twice, no memory
 // is added.
 //
-// The K+1 filters of a shard are stored interleaved by block, so the K+1
-// blocks of one key are adjacent in memory: a lookup of a fresh key reads
-// one short run instead of K+1 lines on K+1 different pages.
+// The newest filters of all shards are one contiguous region, where most
+// repeats are found; the K older filters of a shard are stored interleaved
+// by block, so the K older blocks of a key are adjacent in memory and a
+// fresh key costs one short run instead of K lines on K pages.
 //
 // Exact keeps sets of the pairs themselves instead: it never takes a new
 // pair for a repeat, and its memory grows with the distinct pairs of the
