@@ -172,6 +172,7 @@ func TestFalsePositiveRate(t *testing.T) {
 	}{
 		{1_000_000, 0.01},
 		{1_000_000, 0.001},
+		{1_000_000, 0.0001}, // k > 12: positions past the key's twelve fields
 		{10_000_000, 0.001},
 	} {
 		t.Run(fmt.Sprintf("capacity=%d/p=%g", tc.capacity, tc.p), func(t *testing.T) {
