@@ -313,12 +313,23 @@ func (s *bloomShard) rotate() {
 	h := s.ring.head
 	g := s.ring.next() // the oldest, now the head
 	j := s.slot[g]
-	k := len(s.slot) - 1
 	for i := 0; i < len(s.cur); i += blockWords {
-		copy(s.old[i*k+int(j)*blockWords:][:blockWords], s.cur[i:i+blockWords])
+		copy(s.old[s.oldBlock(uint64(i), j):][:blockWords], s.cur[i:i+blockWords])
 	}
 	clear(s.cur)
 	s.slot[h] = j
+}
+
+// eachBlock calls f with every block of generation g (a ring index), in
+// block order, wherever the generation lives.
+func (s *bloomShard) eachBlock(g int, f func(block []uint64)) {
+	for i := 0; i < len(s.cur); i += blockWords {
+		if g == s.ring.head {
+			f(s.cur[i : i+blockWords])
+		} else {
+			f(s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords])
+		}
+	}
 }
 
 // resetSlots assigns old's slots to the generations other than the head in

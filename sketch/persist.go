@@ -121,19 +121,13 @@ func (s *bloomShard) appendState(b []byte) []byte {
 	defer s.mu.Unlock()
 	b = appendRing(b, s.ring)
 	for g := range s.ring.n {
-		if g == s.ring.head {
-			b = appendWords(b, s.cur)
-			continue
-		}
-		for i := 0; i < len(s.cur); i += blockWords {
-			b = appendWords(b, s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords])
-		}
+		s.eachBlock(g, func(w []uint64) { b = appendWords(b, w) })
 	}
 	return b
 }
 
 // load replaces the shard's ring and bits with a state of shardStateLen
-// bytes. The words are written into the filters' own bit sets.
+// bytes, one generation after the other, as appendState writes them.
 func (s *bloomShard) load(b []byte, c clock) error {
 	r, err := c.decodeRing(b, s.ring.n)
 	if err != nil {
@@ -146,15 +140,10 @@ func (s *bloomShard) load(b []byte, c clock) error {
 	s.resetSlots()
 	var set uint64
 	for g := range r.n {
-		if g == r.head {
-			set |= decodeWords(s.cur, b)
-			b = b[8*len(s.cur):]
-			continue
-		}
-		for i := 0; i < len(s.cur); i += blockWords {
-			set |= decodeWords(s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords], b)
-			b = b[8*blockWords:]
-		}
+		s.eachBlock(g, func(w []uint64) {
+			set |= decodeWords(w, b)
+			b = b[8*len(w):]
+		})
 	}
 	if r.epoch == noEpoch && set != 0 {
 		return errors.New("a shard never touched has bits set")
