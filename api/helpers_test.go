@@ -117,16 +117,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Shutdown(t.Context())
-		ln.Close()
-		<-done
-	})
+	serveUntilCleanup(t, srv, ln)
 	return &testServer{
 		t:     t,
 		srv:   srv,
@@ -251,6 +242,13 @@ func serveTCP(t testing.TB, o Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveUntilCleanup(t, srv, ln)
+	return srv, ln.Addr().String()
+}
+
+// serveUntilCleanup serves srv on ln in a goroutine; the test's cleanup
+// shuts it down, closes ln and waits for Serve to return.
+func serveUntilCleanup(t testing.TB, srv *Server, ln net.Listener) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -258,7 +256,7 @@ func serveTCP(t testing.TB, o Options) (*Server, string) {
 	}()
 	t.Cleanup(func() {
 		srv.Shutdown(context.Background())
+		ln.Close()
 		<-done
 	})
-	return srv, ln.Addr().String()
 }

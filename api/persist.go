@@ -372,23 +372,6 @@ func (s *Server) readCampaigns(rd io.Reader) error {
 	return nil
 }
 
-// snapshots writes a snapshot every interval until stopCh closes.
-func (s *Server) snapshots(p *persister) {
-	defer s.wg.Done()
-	t := time.NewTicker(p.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-			if err := s.Snapshot(); err != nil {
-				s.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
-			}
-		}
-	}
-}
-
 // closeStore writes a last snapshot if asked, then flushes and closes the
 // log and releases the directory.
 func (s *Server) closeStore(snapshot bool) error {

@@ -228,11 +228,18 @@ func New(o Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{o.Logger},
 	}
-	s.wg.Add(1)
-	go s.maintain()
-	if s.persist != nil {
-		s.wg.Add(1)
-		go s.snapshots(s.persist)
+	// Idle shards rotate (and, in exact mode, free memory) without traffic.
+	s.every(time.Second, func() {
+		if s.dedup != nil {
+			s.dedup.Advance(s.now())
+		}
+	})
+	if p := s.persist; p != nil {
+		s.every(p.every, func() {
+			if err := s.Snapshot(); err != nil {
+				s.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
+			}
+		})
 	}
 	return s, nil
 }
@@ -319,22 +326,23 @@ func (s *Server) stop(snapshot bool) error {
 	return err
 }
 
-// maintenance runs Advance on the dedup window every second so that idle
-// shards rotate (and, in exact mode, free memory) without traffic.
-func (s *Server) maintain() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-			if s.dedup != nil {
-				s.dedup.Advance(s.now())
+// every runs f each interval, in a goroutine of its own, until stopCh
+// closes; Close waits for it.
+func (s *Server) every(interval time.Duration, f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopCh:
+				return
+			case <-t.C:
+				f()
 			}
 		}
-	}
+	}()
 }
 
 // methodNotAllowed answers 405. The router lists OPTIONS in Allow even
