@@ -106,6 +106,9 @@ func (s *Server) newCampaign(r *createRequest) (*campaign, *apiError) {
 		if !ok {
 			return nil, errStartTimeFormat
 		}
+		if t.Before(minStart) || !t.Before(maxStart) {
+			return nil, errStartTimeRange
+		}
 		c.start = t.UTC()
 	} else {
 		// Whole seconds, so that a client stamping impressions with
@@ -115,6 +118,15 @@ func (s *Server) newCampaign(r *createRequest) (*campaign, *apiError) {
 	}
 	return c, nil
 }
+
+// minStart and maxStart bound a campaign's start_time: whole years within
+// what a time.Time's UnixNano holds (1677-09-21 to 2262-04-11), the form
+// the write-ahead log, snapshots and Redis store it in. Outside them a
+// start would come back changed after a restart, so it is refused instead.
+var (
+	minStart = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxStart = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // newCampaignID returns "cmp_" and 20 random hex digits (80 bits).
 func newCampaignID() string {

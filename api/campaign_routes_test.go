@@ -1,9 +1,11 @@
 package api
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCreateCampaign(t *testing.T) {
@@ -37,9 +39,9 @@ func TestCreateCampaignDefaults(t *testing.T) {
 	if r.header["Location"] != "/api/v1/campaigns/"+got.ID {
 		t.Fatalf("Location %q does not name the generated id %q", r.header["Location"], got.ID)
 	}
-	// The fake clock stands at 12:30:30; the default start is that second.
-	if got.StartTime != "2026-11-26T12:30:30Z" {
-		t.Fatalf("default start_time: got %q, want 2026-11-26T12:30:30Z", got.StartTime)
+	// The fake clock stands at a whole second; the default start is that second.
+	if want := testNow.Format(time.RFC3339); got.StartTime != want {
+		t.Fatalf("default start_time: got %q, want %s", got.StartTime, want)
 	}
 	var other campaignCreatedJSON
 	ts.do("POST", "/api/v1/campaigns", `{"name":"Generated"}`).want(t, 201).decode(t, &other)
@@ -75,6 +77,13 @@ func TestCreateCampaignErrors(t *testing.T) {
 		{"id of 65 characters", `{"id":"` + strings.Repeat("a", 65) + `","name":"x"}`, 422},
 		{"bad start_time", `{"name":"x","start_time":"yesterday"}`, 422},
 		{"start_time without zone", `{"name":"x","start_time":"2026-01-01T00:00:00"}`, 422},
+		{"start_time with a comma", `{"name":"x","start_time":"2026-01-01T00:00:00,5Z"}`, 422},
+		{"start_time at +24:00", `{"name":"x","start_time":"2026-01-01T00:00:00+24:00"}`, 422},
+		{"start_time leap second", `{"name":"x","start_time":"2016-12-31T23:59:60Z"}`, 422},
+		{"start_time before 1678", `{"name":"x","start_time":"1677-12-31T23:59:59.999999999Z"}`, 422},
+		{"start_time in 1600", `{"name":"x","start_time":"1600-01-01T00:00:00Z"}`, 422},
+		{"start_time in 2262", `{"name":"x","start_time":"2262-01-01T00:00:00Z"}`, 422},
+		{"start_time in 9999", `{"name":"x","start_time":"9999-12-31T23:59:59Z"}`, 422},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts.do("POST", "/api/v1/campaigns", tc.body).want(t, tc.status)
@@ -150,5 +159,36 @@ func TestHealthz(t *testing.T) {
 	ts := newTestServer(t, "bloom")
 	if got := string(ts.do("GET", "/healthz", "").want(t, 200).body); got != `{"status":"ok"}` {
 		t.Fatalf("healthz: got %s", got)
+	}
+}
+
+// startTimes are start_times at the edges of what is stored, each with
+// what the API answers for it (UTC, nanoseconds kept).
+var startTimes = []struct{ in, want string }{
+	{"1678-01-01T00:00:00Z", "1678-01-01T00:00:00Z"},
+	{"2261-12-31T23:59:59.999999999Z", "2261-12-31T23:59:59.999999999Z"},
+	{"1969-12-31T23:59:59.000000001Z", "1969-12-31T23:59:59.000000001Z"},
+	{"2026-03-01t08:00:00.5+01:00", "2026-03-01T07:00:00.5Z"},
+	{"2261-12-31T00:00:00-23:59", "2261-12-31T23:59:00Z"},
+}
+
+// TestStartTimeRoundTrip: every start_time the API accepts reads back
+// unchanged, in both stores; out of range ones get 422 with the range
+// (TestCreateCampaignErrors), never a silently different instant.
+func TestStartTimeRoundTrip(t *testing.T) {
+	ts := newTestServer(t, "exact")
+	for i, tc := range startTimes {
+		id := fmt.Sprintf("s%d", i)
+		var created campaignCreatedJSON
+		ts.do("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"x","start_time":"`+tc.in+`"}`).want(t, 201).decode(t, &created)
+		var got campaignJSON
+		ts.do("GET", "/api/v1/campaigns/"+id, "").want(t, 200).decode(t, &got)
+		if created.StartTime != tc.want || got.StartTime != tc.want {
+			t.Errorf("start_time %s: created %s, read back %s; want %s", tc.in, created.StartTime, got.StartTime, tc.want)
+		}
+	}
+	r := ts.do("POST", "/api/v1/campaigns", `{"name":"x","start_time":"1600-01-01T00:00:00Z"}`).want(t, 422)
+	if !strings.Contains(string(r.body), "1678-01-01T00:00:00Z to 2261-12-31T23:59:59.999999999Z") {
+		t.Fatalf("out of range start_time: %s, want the range named", r.body)
 	}
 }

@@ -55,6 +55,7 @@ var (
 	errNameUTF8        = newError(fasthttp.StatusUnprocessableEntity, "name must be valid UTF-8")
 	errIDInvalid       = newError(fasthttp.StatusUnprocessableEntity, "id must match ^[A-Za-z0-9._-]{1,64}$ and not be . or ..")
 	errStartTimeFormat = newError(fasthttp.StatusUnprocessableEntity, "start_time must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
+	errStartTimeRange  = newError(fasthttp.StatusUnprocessableEntity, "start_time must be from 1678-01-01T00:00:00Z to 2261-12-31T23:59:59.999999999Z, the range that is stored without change")
 )
 
 // wrongType is the 400 for a field holding a value of the wrong JSON type.

@@ -44,14 +44,16 @@ func memoryOnly(t testing.TB, why string) {
 	}
 }
 
-// openTestRedis starts a redis-server for the test and opens a store on it.
-func openTestRedis(t testing.TB, mode string) *redisstore.Store {
+// openTestRedis starts a redis-server for the test and opens a store on it
+// whose shared clock is the test's clock, so that tests move the dedup
+// window by hand in both stores alike.
+func openTestRedis(t testing.TB, mode string, clock func() time.Time) *redisstore.Store {
 	t.Helper()
 	srv := redistest.Start(t)
 	// A generous timeout: these runs test the API's behaviour, under -race
 	// and with hundreds of goroutines on two cores, not Redis's latency
 	// (TestRedisUnavailable does, with the default).
-	st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode, Timeout: 5 * time.Second,
+	st, err := redisstore.Open(redisstore.Options{URL: srv.URL, Mode: mode, Timeout: 5 * time.Second, Clock: clock,
 		Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001}})
 	if err != nil {
 		t.Fatal(err)
@@ -78,9 +80,28 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// testNow is the fake clock's start: mid-minute, so that minute arithmetic
-// in tests is unambiguous.
-var testNow = time.Date(2026, 11, 26, 12, 30, 30, 0, time.UTC)
+// testNow is the fake clock's start: the time the tests run, moved by
+// IMPRESSIOND_TEST_CLOCK_SHIFT (make test runs the Redis tests a year
+// ahead and a year back too), half a minute into a minute so that minute
+// arithmetic in tests is unambiguous. Every instant a test names is
+// derived from it, never written as a date.
+var testNow = func() time.Time {
+	shift := time.Duration(0)
+	if v := os.Getenv(redistest.ClockShiftEnv); v != "" {
+		var err error
+		if shift, err = time.ParseDuration(v); err != nil {
+			panic(redistest.ClockShiftEnv + ": " + err.Error())
+		}
+	}
+	return time.Now().Add(shift).UTC().Truncate(time.Minute).Add(30 * time.Second)
+}()
+
+// rfc3339 formats t as the API writes times.
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// pastStart is a start_time well before testNow, for campaigns that take
+// impressions from the whole day window and more.
+var pastStart = rfc3339(testNow.Add(-330 * 24 * time.Hour).Truncate(24 * time.Hour))
 
 type testServer struct {
 	t      testing.TB
@@ -111,7 +132,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 		f(&o)
 	}
 	if testRedis() && o.Redis == nil {
-		o.Dedup, o.Redis = nil, openTestRedis(t, mode)
+		o.Dedup, o.Redis = nil, openTestRedis(t, mode, o.Now)
 	}
 	srv, err := New(o)
 	if err != nil {
@@ -205,7 +226,7 @@ func (r response) decode(t testing.TB, v any) {
 
 func (ts *testServer) createCampaign(id string) {
 	ts.t.Helper()
-	ts.do("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"Campaign `+id+`","start_time":"2026-01-01T00:00:00Z"}`).want(ts.t, 201)
+	ts.do("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"Campaign `+id+`","start_time":"`+pastStart+`"}`).want(ts.t, 201)
 }
 
 func (ts *testServer) stats(id string) statsJSON {

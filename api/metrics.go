@@ -235,4 +235,8 @@ func (s *Server) writeRedisMetrics(w io.Writer, help func(name, typ, text string
 	}
 	help("impressiond_redis_up", "gauge", "1 while the shared Redis answers its pings; 0 while requests that need it get 503.")
 	fmt.Fprintf(w, "impressiond_redis_up %d\n", up)
+	help("impressiond_redis_clock_offset_seconds", "gauge", "This instance's clock minus Redis's, as last measured; the dedup window runs on Redis's clock, so an offset costs retries, never wrong counts.")
+	fmt.Fprintf(w, "impressiond_redis_clock_offset_seconds %g\n", -s.remote.ClockSkew().Seconds())
+	help("impressiond_redis_slice_retries_total", "counter", "Dedup calls made again because this instance guessed the shared clock's slice wrong (near a slice boundary, or after its clock stepped).")
+	fmt.Fprintf(w, "impressiond_redis_slice_retries_total %d\n", s.remote.EpochRetries())
 }

@@ -429,3 +429,35 @@ func newDedup(t *testing.T, mode string, capacity int) sketch.Deduper {
 	}
 	return d
 }
+
+// TestStartTimeSurvivesRestart: the start_times at the edges of the stored
+// range come back unchanged after a restart, from the log and from a
+// snapshot.
+func TestStartTimeSurvivesRestart(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
+	for _, how := range []string{"log", "snapshot"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			clock := &fakeClock{t: testNow}
+			a := durableServer(t, "exact", dir, clock, time.Second)
+			for i, tc := range startTimes {
+				a.do("POST", "/api/v1/campaigns", fmt.Sprintf(`{"id":"s%d","name":"x","start_time":"%s"}`, i, tc.in)).want(t, 201)
+			}
+			if how == "snapshot" {
+				if err := a.srv.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				a.srv.Close()
+			}
+			b := durableServer(t, "exact", dir, clock, time.Second)
+			for i, tc := range startTimes {
+				var got campaignJSON
+				b.do("GET", fmt.Sprintf("/api/v1/campaigns/s%d", i), "").want(t, 200).decode(t, &got)
+				if got.StartTime != tc.want {
+					t.Errorf("start_time %s after a restart from the %s: %s, want %s", tc.in, how, got.StartTime, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -120,7 +120,7 @@ func (s *Server) trackRemote(r *trackRequest) (dup bool, e *apiError) {
 	}
 	item := [1]redisstore.Item{{Campaign: c.id, User: r.userID, Minute: stats.Minute(at)}}
 	var counted [1]bool
-	if err := s.remote.Track(item[:], now, counted[:]); err != nil {
+	if err := s.remote.Track(item[:], counted[:]); err != nil {
 		return false, errRedis(err)
 	}
 	return !counted[0], nil
@@ -146,7 +146,7 @@ func (s *Server) batchRemote(items []trackRequest, now time.Time, results []*api
 		at = append(at, i)
 	}
 	counted := make([]bool, len(valid))
-	if err := s.remote.Track(valid, now, counted); err != nil {
+	if err := s.remote.Track(valid, counted); err != nil {
 		return errRedis(err)
 	}
 	for j, i := range at {

@@ -19,21 +19,23 @@ func TestSeries(t *testing.T) {
 			Count uint64
 		}
 	}
+	minute := func(d time.Duration) string { return testNow.Add(d).Truncate(time.Minute).Format(time.RFC3339) }
+	now, fiveAgo, threeHoursAgo := minute(0), minute(-5*time.Minute), minute(-3*time.Hour)
 	for _, tc := range []struct {
 		query  string
 		points int
 		want   map[string]uint64 // non-zero points
 	}{
-		{"", 60, map[string]uint64{"2026-11-26T12:30:00Z": 2, "2026-11-26T12:25:00Z": 1}},
-		{"?window=1h", 60, map[string]uint64{"2026-11-26T12:30:00Z": 2, "2026-11-26T12:25:00Z": 1}},
-		{"?window=24h", 1440, map[string]uint64{"2026-11-26T12:30:00Z": 2, "2026-11-26T12:25:00Z": 1, "2026-11-26T09:30:00Z": 1}},
+		{"", 60, map[string]uint64{now: 2, fiveAgo: 1}},
+		{"?window=1h", 60, map[string]uint64{now: 2, fiveAgo: 1}},
+		{"?window=24h", 1440, map[string]uint64{now: 2, fiveAgo: 1, threeHoursAgo: 1}},
 	} {
 		var s series
 		ts.do("GET", "/api/v1/campaigns/c1/series"+tc.query, "").want(t, 200).decode(t, &s)
 		if s.CampaignID != "c1" || s.Resolution != "1m" || len(s.Points) != tc.points {
 			t.Fatalf("%s: got %s %s with %d points, want c1 1m with %d", tc.query, s.CampaignID, s.Resolution, len(s.Points), tc.points)
 		}
-		if s.Points[len(s.Points)-1].T != "2026-11-26T12:30:00Z" {
+		if s.Points[len(s.Points)-1].T != now {
 			t.Fatalf("%s: last point %s, want the current minute", tc.query, s.Points[len(s.Points)-1].T)
 		}
 		var sum uint64

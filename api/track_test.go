@@ -62,7 +62,7 @@ func TestTrackDedupWindow(t *testing.T) {
 
 func TestTrackErrors(t *testing.T) {
 	ts := newTestServer(t, "exact")
-	ts.do("POST", "/api/v1/campaigns", `{"id":"future","name":"Future","start_time":"2027-01-01T00:00:00Z"}`).want(t, 201)
+	ts.do("POST", "/api/v1/campaigns", `{"id":"future","name":"Future","start_time":"`+rfc3339(testNow.Add(40*24*time.Hour))+`"}`).want(t, 201)
 	ts.createCampaign("c1")
 	long := strings.Repeat("x", 257)
 	for _, tc := range []struct {
@@ -85,7 +85,7 @@ func TestTrackErrors(t *testing.T) {
 		{"empty user_id", `{"campaign_id":"c1","user_id":""}`, 422},
 		{"user_id of 257 bytes", track("c1", long), 422},
 		{"ad_id of 257 bytes", `{"campaign_id":"c1","user_id":"u","ad_id":"` + long + `"}`, 422},
-		{"bad timestamp", `{"campaign_id":"c1","user_id":"u","timestamp":"2026-11-26 12:00:00"}`, 422},
+		{"bad timestamp", `{"campaign_id":"c1","user_id":"u","timestamp":"` + testNow.Format(time.DateTime) + `"}`, 422},
 		{"timestamp too far ahead", trackAt("c1", "u", testNow.Add(time.Minute+time.Second)), 422},
 		{"timestamp before start", trackAt("future", "u", testNow), 422},
 		{"now is before start", track("future", "u"), 422},
@@ -117,11 +117,12 @@ func TestTrackAccepts(t *testing.T) {
 		`{"campaign_id":"c1","user_id":"b","unknown":{"nested":[1,2,{"x":null}]},"n":1.5}`,
 		track("c1", strings.Repeat("y", 256)),
 		`{"campaign_id":"c1","user_id":"c","ad_id":"` + strings.Repeat("z", 256) + `"}`,
-		trackAt("c1", "d", testNow.Add(time.Minute)),                                      // exactly at the skew limit
-		`{"campaign_id":"c1","user_id":"e","timestamp":"2026-11-26T12:30:00.123456789Z"}`, // fractions
-		`{"campaign_id":"c1","user_id":"f","timestamp":"2026-11-26T13:30:00+01:00"}`,      // offsets
-		`{"campaign_id":"c1","user_id":"\u00e9t\u00e9"}`,                                  // escapes
-		`{"user_id":"ignored","campaign_id":"c1","user_id":"g"}`,                          // last key wins
+		trackAt("c1", "d", testNow.Add(time.Minute)),                                                                                        // exactly at the skew limit
+		`{"campaign_id":"c1","user_id":"e","timestamp":"` + testNow.Add(-30*time.Second).Format("2006-01-02T15:04:05") + `.123456789Z"}`,    // fractions
+		`{"campaign_id":"c1","user_id":"f","timestamp":"` + testNow.In(time.FixedZone("", 3600)).Format("2006-01-02T15:04:05-07:00") + `"}`, // offsets
+		`{"campaign_id":"c1","user_id":"f2","timestamp":"` + testNow.Format("2006-01-02t15:04:05z") + `"}`,                                  // lower case t and z
+		`{"campaign_id":"c1","user_id":"\u00e9t\u00e9"}`,                                                                                    // escapes
+		`{"user_id":"ignored","campaign_id":"c1","user_id":"g"}`,                                                                            // last key wins
 	} {
 		var res struct{ Status string }
 		ts.do("POST", "/api/v1/impressions", body).want(t, 200).decode(t, &res)

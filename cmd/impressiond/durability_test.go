@@ -152,8 +152,9 @@ func TestDurability(t *testing.T) {
 		t.Run("SIGTERM and restart/"+mode, func(t *testing.T) {
 			dir := t.TempDir()
 			a := startProc(t, bin, "-dedup", mode, "-data-dir", dir)
+			start := time.Now().Add(-48 * time.Hour).UTC().Format(time.RFC3339) // the binary runs on the wall clock
 			for _, id := range ids {
-				a.mustCall("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"`+id+`","start_time":"2026-01-01T00:00:00Z"}`, 201)
+				a.mustCall("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"`+id+`","start_time":"`+start+`"}`, 201)
 			}
 			// Event times clear of the window edges, so that a minute
 			// passing during the test moves nothing across them.

@@ -386,3 +386,26 @@ func readReply(r *bufio.Reader) (string, error) {
 	}
 	return "", fmt.Errorf("unexpected reply %q", line)
 }
+
+// ClockShiftEnv names the variable that moves the clocks of the Redis
+// tests: a Go duration such as 8760h or -8760h. make test runs the Redis
+// tests at today's date and again a year ahead and a year back, so a test
+// that mixes a fixed date with the wall clock, or with Redis's, fails at
+// once rather than months later.
+const ClockShiftEnv = "IMPRESSIOND_TEST_CLOCK_SHIFT"
+
+// ClockShift returns the shift of ClockShiftEnv, 0 when it is unset. A
+// malformed value fails the test. It is read through os.Getenv during the
+// test, so go test's cache keys on it.
+func ClockShift(t testing.TB) time.Duration {
+	t.Helper()
+	v := os.Getenv(ClockShiftEnv)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", ClockShiftEnv, v, err)
+	}
+	return d
+}

@@ -13,10 +13,11 @@
 //	                         26 h after they are created (the day window
 //	                         reads a minute for 24 h)
 //	imp:{id}:xs:<slice>      exact mode: one generation, the set of user ids
-//	                         counted in that slice; expires when the slice
+//	                         counted in that slice (Redis's Unix µs divided
+//	                         by the slice's µs); expires when the slice
 //	                         leaves the window
 //	imp:{id}:bf:<slice>      bloom mode: one generation's bitmap; likewise
-//	imp:campaigns            hash: campaign id → "<start Unix ns> <name>"; one
+//	imp:campaigns            hash: campaign id → "<start> <name>"; one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
 //
@@ -26,7 +27,11 @@
 // racing on one pair count it once. Both modes keep the K+1 generations of
 // the in-process windows (package sketch), one Redis key per campaign and
 // slice, with the same window: a repeat is never counted within the TTL,
-// always after TTL+TTL/K, by the arrival clock of the servers. Exact mode's
+// always after TTL+TTL/K. That window runs on Redis's clock, read inside
+// the script, never on an instance's: instances whose clocks disagree by
+// hours still agree on every pair, and every generation key expires
+// relative to Redis's clock, so none is created already expired (see
+// clock.go). Exact mode's
 // generations are sets of user ids, so it never takes a new pair for a
 // repeat; a batch asks each generation about all its items with one
 // SMISMEMBER, which is what lets a batch beat one SET NX per pair. Bloom
@@ -79,6 +84,21 @@ type Options struct {
 	Mode string
 	// Dedup sizes the window; in bloom mode Capacity is per campaign.
 	Dedup sketch.Options
+	// Now is this instance's clock, by default time.Now. The dedup window
+	// never trusts it: it only seeds the guess of the shared clock's slice
+	// (see Track), so a wrong or stepped instance clock costs a round trip,
+	// not a wrong count.
+	Now func() time.Time
+	// Clock, if set, replaces Redis's TIME as the shared clock of the dedup
+	// window: every instance on one Redis must then be given the same
+	// clock. For tests that move time by hand; by default Redis's own
+	// clock is the one every instance shares.
+	Clock func() time.Time
+	// ClockOffset is added to the shared clock (Redis's TIME, or Clock). By
+	// default 0. It relabels time without changing how long anything
+	// lives, since key expiries are relative, so tests can run the store
+	// at any date; instances on one Redis must use the same offset.
+	ClockOffset time.Duration
 }
 
 // Errors callers tell apart.
@@ -94,9 +114,16 @@ type Store struct {
 	client  atomic.Pointer[rueidis.Client] // nil until the first dial succeeds
 	timeout time.Duration
 	exact   bool
-	slice   time.Duration
 	slices  int
-	m, k    uint
+	// sliceUS is one slice of the window in µs (sliceMicros); the
+	// *Arg fields are the script arguments that never change.
+	sliceUS                        int64
+	sliceArg, slicesArg, offsetArg string
+	now, clock                     func() time.Time
+	offset                         int64        // ClockOffset in µs
+	skew                           atomic.Int64 // Redis's clock minus now's, µs, as last measured
+	epochRetries                   atomic.Uint64
+	m, k                           uint
 	// genBytes is a bloom generation's size, the m bits rounded up to
 	// bytes, as a script argument.
 	genBytes string
@@ -113,8 +140,8 @@ type Store struct {
 // Redis succeeded.
 var ErrNotConnected = errors.New("redisstore: not connected to Redis yet")
 
-// Open starts a Store and a health checker that pings Redis every quarter
-// second (Healthy). If Redis cannot be reached yet, Open still succeeds:
+// Open starts a Store and a health checker that reads Redis's clock every
+// quarter second (Healthy, and the offset of this instance's clock to it). If Redis cannot be reached yet, Open still succeeds:
 // the checker keeps dialling, and calls fail with ErrNotConnected until a
 // connection is made, so a server started before its Redis serves 503s,
 // then recovers by itself. Only a malformed URL or bad options fail Open.
@@ -136,12 +163,18 @@ func Open(o Options) (*Store, error) {
 	if d.Slices == 0 {
 		d.Slices = 6
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	s := &Store{
 		opt:     opt,
 		timeout: o.Timeout,
 		exact:   o.Mode == "exact",
-		slice:   d.TTL / time.Duration(d.Slices),
 		slices:  d.Slices,
+		sliceUS: sliceMicros(d.TTL, d.Slices),
+		now:     o.Now,
+		clock:   o.Clock,
+		offset:  o.ClockOffset.Microseconds(),
 		stopCh:  make(chan struct{}),
 
 		batchSlots: make(chan struct{}, maxBatchesInFlight),
@@ -152,6 +185,9 @@ func Open(o Options) (*Store, error) {
 		}
 		s.genBytes = strconv.Itoa(int(s.m+7) / 8)
 	}
+	s.sliceArg = strconv.FormatInt(s.sliceUS, 10)
+	s.slicesArg = strconv.Itoa(s.slices)
+	s.offsetArg = strconv.FormatInt(s.offset, 10)
 	s.check()
 	s.wg.Add(1)
 	go s.watch()
@@ -167,8 +203,8 @@ func (s *Store) conn() (rueidis.Client, error) {
 	return nil, ErrNotConnected
 }
 
-// check dials Redis if no client exists yet, then pings it, and records
-// whether it answered.
+// check dials Redis if no client exists yet, then reads its clock (which
+// also tells whether it answers), and records whether it answered.
 func (s *Store) check() {
 	if s.client.Load() == nil {
 		c, err := rueidis.NewClient(s.opt)
@@ -178,7 +214,7 @@ func (s *Store) check() {
 		}
 		s.client.Store(&c)
 	}
-	s.healthy.Store(s.ping() == nil)
+	s.healthy.Store(s.measureSkew(*s.client.Load()) == nil)
 }
 
 // clientOptions parses one URL, or a comma-separated list of cluster seeds.
@@ -226,9 +262,18 @@ func (s *Store) Close() {
 	}
 }
 
-// Healthy reports whether the last ping, at most a quarter second ago,
-// succeeded.
+// Healthy reports whether the last health check, at most a quarter second
+// ago, succeeded.
 func (s *Store) Healthy() bool { return s.healthy.Load() }
+
+// EpochRetries returns how many script calls were made again because this
+// instance guessed the shared clock's slice wrong (see Track): a handful
+// per slice boundary is normal, a steady rate means a clock that jumps.
+func (s *Store) EpochRetries() uint64 { return s.epochRetries.Load() }
+
+// ClockSkew returns Redis's clock minus this instance's, as last measured
+// (a health check reads TIME every quarter second).
+func (s *Store) ClockSkew() time.Duration { return time.Duration(s.skew.Load()) * time.Microsecond }
 
 // Layout returns the bits and hash count of one bloom generation of one
 // campaign (0, 0 in exact mode).
@@ -246,16 +291,6 @@ func (s *Store) watch() {
 			s.check()
 		}
 	}
-}
-
-func (s *Store) ping() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	c, err := s.conn()
-	if err != nil {
-		return err
-	}
-	return c.Do(ctx, c.B().Ping().Build()).Error()
 }
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {

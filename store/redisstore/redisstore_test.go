@@ -12,9 +12,16 @@ import (
 	"github.com/impressiond/impressiond/sketch"
 )
 
-func openTest(t *testing.T, srv *redistest.Server, mode string, ttl time.Duration) *Store {
+// testOptions are the options of the stores under test: a 1 h window of
+// 6 slices, on Redis's clock moved by the test run's clock shift.
+func testOptions(t *testing.T, srv *redistest.Server, mode string, ttl time.Duration) Options {
+	return Options{URL: srv.URL, Mode: mode, ClockOffset: redistest.ClockShift(t),
+		Dedup: sketch.Options{TTL: ttl, Slices: 6, Capacity: 10000, FalsePositiveRate: 0.001}}
+}
+
+func open(t *testing.T, o Options) *Store {
 	t.Helper()
-	s, err := Open(Options{URL: srv.URL, Mode: mode, Dedup: sketch.Options{TTL: ttl, Slices: 6, Capacity: 10000, FalsePositiveRate: 0.001}})
+	s, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +29,52 @@ func openTest(t *testing.T, srv *redistest.Server, mode string, ttl time.Duratio
 	return s
 }
 
-var now = time.Date(2026, 11, 26, 12, 30, 30, 0, time.UTC)
+func openTest(t *testing.T, srv *redistest.Server, mode string, ttl time.Duration) *Store {
+	t.Helper()
+	return open(t, testOptions(t, srv, mode, ttl))
+}
+
+// fakeClock is a shared clock that tests move by hand. It starts at the
+// test run's time (the wall clock moved by its clock shift), half a minute
+// into a minute, so that no fixed date is ever compared with Redis's.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock(t *testing.T) *fakeClock {
+	return &fakeClock{t: time.Now().Add(redistest.ClockShift(t)).Truncate(time.Minute).Add(30 * time.Second)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// openClocked opens a store whose shared clock is clock instead of Redis's.
+func openClocked(t *testing.T, srv *redistest.Server, mode string, ttl time.Duration, clock *fakeClock) *Store {
+	t.Helper()
+	o := testOptions(t, srv, mode, ttl)
+	o.Clock, o.ClockOffset = clock.Now, 0
+	return open(t, o)
+}
+
+// track tracks items and fails the test on an error.
+func track(t *testing.T, s *Store, items ...Item) []bool {
+	t.Helper()
+	counted := make([]bool, len(items))
+	if err := s.Track(items, counted); err != nil {
+		t.Fatalf("Track: %v", err)
+	}
+	return counted
+}
 
 func TestCampaigns(t *testing.T) {
 	srv := redistest.Start(t)
@@ -60,21 +112,19 @@ func TestTrackCountsOnce(t *testing.T) {
 	for _, mode := range []string{"exact", "bloom"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t)
-			s := openTest(t, srv, mode, time.Hour)
-			m := now.Unix() / 60
+			clock := newFakeClock(t)
+			s := openClocked(t, srv, mode, time.Hour, clock)
+			m := clock.Now().Unix() / 60
 			items := []Item{
 				{"a", []byte("u1"), m}, {"a", []byte("u2"), m - 1}, {"a", []byte("u1"), m},
 				{"b", []byte("u1"), m}, {"b", []byte("u1"), m - 5},
 			}
-			counted := make([]bool, len(items))
-			if err := s.Track(items, now, counted); err != nil {
-				t.Fatal(err)
+			if got, want := track(t, s, items...), []bool{true, true, false, true, false}; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("counted %v, want %v", got, want)
 			}
-			if want := []bool{true, true, false, true, false}; fmt.Sprint(counted) != fmt.Sprint(want) {
-				t.Fatalf("counted %v, want %v", counted, want)
-			}
-			if err := s.Track(items[:2], now.Add(time.Minute), counted[:2]); err != nil || counted[0] || counted[1] {
-				t.Fatalf("repeats a minute later: %v %v", counted[:2], err)
+			clock.Add(time.Minute)
+			if got := track(t, s, items[:2]...); got[0] || got[1] {
+				t.Fatalf("repeats a minute later counted: %v", got)
 			}
 			mins, total, err := s.Minutes("a", m, 60)
 			if err != nil || total != 2 || mins[59] != 1 || mins[58] != 1 {
@@ -92,6 +142,7 @@ func TestConcurrentInstances(t *testing.T) {
 			srv := redistest.Start(t)
 			stores := []*Store{openTest(t, srv, mode, time.Hour), openTest(t, srv, mode, time.Hour)}
 			const pairs = 2000
+			minute := time.Now().Unix() / 60
 			var counted atomic.Int64
 			var wg sync.WaitGroup
 			for w := range 8 {
@@ -101,7 +152,7 @@ func TestConcurrentInstances(t *testing.T) {
 					s := stores[w%2]
 					out := make([]bool, 1)
 					for i := range pairs {
-						if err := s.Track([]Item{{"c", fmt.Appendf(nil, "u%d", i), now.Unix() / 60}}, now, out); err != nil {
+						if err := s.Track([]Item{{"c", fmt.Appendf(nil, "u%d", i), minute}}, out); err != nil {
 							t.Error(err)
 							return
 						}
@@ -112,7 +163,10 @@ func TestConcurrentInstances(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			_, total, _ := stores[0].Minutes("c", now.Unix()/60, 1)
+			_, total, err := stores[0].Minutes("c", minute, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if counted.Load() != pairs || total != pairs {
 				t.Fatalf("counted %d answers, total %d; want %d each", counted.Load(), total, pairs)
 			}
@@ -121,36 +175,176 @@ func TestConcurrentInstances(t *testing.T) {
 }
 
 // TestTTLExpiry: in both modes a pair is blocked within the TTL and counted
-// again after TTL + TTL/K, by the arrival clock; and Redis frees the keys of
+// again after TTL + TTL/K, by the shared clock; and Redis frees the keys of
 // generations that left the window, by its own clock.
 func TestTTLExpiry(t *testing.T) {
 	for _, mode := range []string{"exact", "bloom"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t)
-			s := openTest(t, srv, mode, time.Hour)
-			out := make([]bool, 1)
-			item := []Item{{"c", []byte("u"), 1}}
-			if s.Track(item, now, out); !out[0] {
+			clock := newFakeClock(t)
+			s := openClocked(t, srv, mode, time.Hour, clock)
+			item := Item{"c", []byte("u"), 1}
+			if !track(t, s, item)[0] {
 				t.Fatal("first sight not counted")
 			}
-			if s.Track(item, now.Add(59*time.Minute), out); out[0] {
+			clock.Add(59 * time.Minute)
+			if track(t, s, item)[0] {
 				t.Fatal("repeat within the TTL counted")
 			}
-			if s.Track(item, now.Add(71*time.Minute), out); !out[0] {
+			clock.Add(12 * time.Minute)
+			if !track(t, s, item)[0] {
 				t.Fatal("pair still blocked after TTL + TTL/K")
 			}
 
-			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices
+			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices, Redis's clock
 			srv.FlushAll(t)
-			short.Track([]Item{{"d", []byte("u"), 1}}, time.Now(), out)
-			deadline := time.Now().Add(3 * time.Second)
-			for dbsize(t, short) > 2 { // the total and the minute stay
+			track(t, short, Item{"d", []byte("u"), 1})
+			deadline := time.Now().Add(5 * time.Second) // a real Redis expires them: bounded generously
+			for dbsize(t, short) > 2 {                  // the total and the minute stay
 				if time.Now().After(deadline) {
-					t.Fatalf("generation keys still in Redis 3s after a 600ms window: %d keys", dbsize(t, short))
+					t.Fatalf("generation keys still in Redis 5s after a 600ms window: %d keys", dbsize(t, short))
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// skewedClock is an instance clock off the real one by skew.
+func skewedClock(skew time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(skew) }
+}
+
+// TestSkewedInstances: instances whose clocks are off by −2 h, −70 min and
+// +2 h share one window on Redis's clock. A pair sent to each of them in
+// turn is counted once; every generation key is created with the time left
+// in its slice's window, never already expired; and once the shared clock
+// has moved TTL + TTL/K on (instances run with that much more offset), the
+// pair is counted again, once.
+func TestSkewedInstances(t *testing.T) {
+	skews := []time.Duration{-2 * time.Hour, -70 * time.Minute, 2 * time.Hour, 0}
+	const ttl = time.Hour
+	for _, mode := range []string{"exact", "bloom"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := redistest.Start(t)
+			instances := func(later time.Duration) []*Store {
+				var out []*Store
+				for _, skew := range skews {
+					o := testOptions(t, srv, mode, ttl)
+					o.Now, o.ClockOffset = skewedClock(skew), o.ClockOffset+later
+					out = append(out, open(t, o))
+				}
+				return out
+			}
+			for _, later := range []time.Duration{0, ttl + ttl/6 + time.Second} {
+				stores := instances(later)
+				for i, s := range stores {
+					if d := s.ClockSkew() + skews[i]; d.Abs() > time.Second {
+						t.Fatalf("instance %s off measures Redis's clock %s off it", skews[i], s.ClockSkew())
+					}
+				}
+				counted := 0
+				for round := range 3 {
+					for i, s := range stores {
+						if track(t, s, Item{"c", []byte("u"), 1})[0] {
+							counted++
+						}
+						if round == 0 && i == 0 { // a batch goes the same way
+							for j, c := range track(t, s, Item{"c", []byte("u"), 1}, Item{"c", []byte("v"), 1}) {
+								if c != (j == 1) {
+									t.Fatalf("batch on an instance %s off: counted %v", skews[i], c)
+								}
+							}
+						}
+					}
+				}
+				if counted != 1 {
+					t.Fatalf("shared clock +%s: pair counted %d times across instances %v off, want once", later, counted, skews)
+				}
+				checkGenerationTTLs(t, stores[0], ttl, 6)
+			}
+			mins, total, err := instances(0)[0].Minutes("c", 1, 1)
+			if err != nil || total != 4 || mins[0] != 4 {
+				t.Fatalf("total %d, minute %v, err %v; want 4 (u and v, in each window)", total, mins, err)
+			}
+		})
+	}
+}
+
+// checkGenerationTTLs fails unless every generation key in Redis expires
+// within the window its slice has left: more than (K−1)·TTL/K (the oldest
+// live one was created at least that long before it leaves) and at most
+// (K+1)·TTL/K.
+func checkGenerationTTLs(t *testing.T, s *Store, ttl time.Duration, k int) {
+	t.Helper()
+	c := *s.client.Load()
+	keys, err := c.Do(t.Context(), c.B().Keys().Pattern("imp:{*}:[xb][sf]:*").Build()).AsStrSlice()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("generation keys: %v, %v", keys, err)
+	}
+	slice := ttl / time.Duration(k)
+	for _, key := range keys {
+		ms, err := c.Do(t.Context(), c.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Duration(ms) * time.Millisecond; d <= time.Duration(k-1)*slice || d > time.Duration(k+1)*slice {
+			t.Fatalf("generation %s expires in %s (PTTL %d); want within (%s, %s]", key, d, ms, time.Duration(k-1)*slice, time.Duration(k+1)*slice)
+		}
+	}
+}
+
+// TestSteppedClock: an instance whose clock steps two hours after it
+// measured Redis's guesses the wrong slice once, is told the right one by
+// the script, and still answers right: the pair counted once, then a
+// duplicate.
+func TestSteppedClock(t *testing.T) {
+	srv := redistest.Start(t)
+	var step atomic.Int64
+	o := testOptions(t, srv, "exact", time.Hour)
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(step.Load())) }
+	s := open(t, o)
+	step.Store(int64(2 * time.Hour))
+	if !track(t, s, Item{"c", []byte("u"), 1})[0] {
+		t.Fatal("first sight after the clock step not counted")
+	}
+	if s.EpochRetries() == 0 {
+		t.Fatal("no retry after a two-hour clock step: the guess was not checked")
+	}
+	if track(t, s, Item{"c", []byte("u"), 1})[0] {
+		t.Fatal("repeat counted after the clock step")
+	}
+	got := track(t, s, Item{"c", []byte("u"), 1}, Item{"c", []byte("w"), 1})
+	if got[0] || !got[1] {
+		t.Fatalf("batch after the step: counted %v, want [false true]", got)
+	}
+}
+
+func TestSliceMicros(t *testing.T) {
+	for _, tc := range []struct {
+		ttl  time.Duration
+		k    int
+		want int64
+	}{
+		{time.Hour, 6, 600_000_000},       // whole: the slice numbers of the in-process window
+		{time.Hour, 7, 514_285_715},       // 514285714.28… µs, rounded up
+		{6 * time.Millisecond, 6, 1000},   // the smallest slice allowed
+		{6*time.Millisecond + 1, 6, 1001}, // a nanosecond more is a microsecond more
+		{time.Duration(1<<62) / 1000 * 1000, 1, 1 << 62 / 1000},
+	} {
+		if got := sliceMicros(tc.ttl, tc.k); got != tc.want {
+			t.Errorf("sliceMicros(%s, %d) = %d, want %d", tc.ttl, tc.k, got, tc.want)
+		}
+	}
+}
+
+func TestFloorDiv(t *testing.T) {
+	for _, tc := range []struct{ a, b, want int64 }{
+		{7, 2, 3}, {6, 2, 3}, {-1, 2, -1}, {-2, 2, -1}, {-3, 2, -2}, {0, 5, 0},
+	} {
+		if got := floorDiv(tc.a, tc.b); got != tc.want {
+			t.Errorf("floorDiv(%d, %d) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
 
@@ -172,7 +366,7 @@ func TestRedisDown(t *testing.T) {
 	srv.Stop()
 	out := make([]bool, 1)
 	start := time.Now()
-	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); err == nil {
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, out); err == nil {
 		t.Fatal("Track succeeded with Redis down")
 	}
 	if d := time.Since(start); d > time.Second {
@@ -189,7 +383,7 @@ func TestRedisDown(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); err != nil || !out[0] {
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, out); err != nil || !out[0] {
 		t.Fatalf("Track after recovery: %v, %v", out[0], err)
 	}
 }
@@ -201,7 +395,7 @@ func TestStartBeforeRedis(t *testing.T) {
 	srv.Stop()
 	s := openTest(t, srv, "exact", time.Hour)
 	out := make([]bool, 1)
-	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); !errors.Is(err, ErrNotConnected) {
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, out); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Track before Redis: %v, want ErrNotConnected", err)
 	}
 	if s.Healthy() {
@@ -215,7 +409,7 @@ func TestStartBeforeRedis(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := s.Track([]Item{{"c", []byte("u"), 1}}, now, out); err != nil || !out[0] {
+	if err := s.Track([]Item{{"c", []byte("u"), 1}}, out); err != nil || !out[0] {
 		t.Fatalf("Track once Redis is up: %v, %v", out[0], err)
 	}
 }
@@ -226,10 +420,10 @@ func TestMinuteKeysExpire(t *testing.T) {
 	srv := redistest.Start(t)
 	s := openTest(t, srv, "exact", time.Hour)
 	out := make([]bool, 2)
-	if err := s.Track([]Item{{"c", []byte("u1"), 42}, {"c", []byte("u2"), 42}}, now, out); err != nil {
+	if err := s.Track([]Item{{"c", []byte("u1"), 42}, {"c", []byte("u2"), 42}}, out); err != nil {
 		t.Fatal(err)
 	}
-	s.Track([]Item{{"c", []byte("u3"), 43}}, now, out[:1])
+	track(t, s, Item{"c", []byte("u3"), 43})
 	c := *s.client.Load()
 	for _, k := range []string{"imp:{c}:m:42", "imp:{c}:m:43"} {
 		ttl, err := c.Do(t.Context(), c.B().Ttl().Key(k).Build()).AsInt64()
