@@ -16,7 +16,11 @@
 #
 # Single impressions are measured with wrk too, when it is installed.
 #
-# Usage: ROUNDS=3 DURATION=10s bash loadtest/redis.sh
+# With BASE=<git ref>, the Redis rows are also run with the impressiond of
+# that ref (built into bin/impressiond-base), interleaved in each round, so
+# a change to the store is measured side by side with what it replaces.
+#
+# Usage: ROUNDS=3 DURATION=10s [BASE=main~1] bash loadtest/redis.sh
 # Requirements: go, redis-server and redis-benchmark (apt-get install -y
 # redis-server redis-tools), python3 (to pick a free port); wrk optional.
 set -euo pipefail
@@ -33,6 +37,13 @@ done
 
 go build -o bin/impressiond ./cmd/impressiond
 go build -o bin/loadtest ./loadtest
+if [[ -n ${BASE:-} ]]; then
+	basetree=$(mktemp -d)
+	git worktree add -q --detach "$basetree" "$BASE"
+	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
+	git worktree remove --force "$basetree"
+fi
+BIN=./bin/impressiond
 
 work=$(mktemp -d)
 redis_pid=""
@@ -58,7 +69,7 @@ start_redis() {
 start_impressiond() {
 	local log=$work/impressiond.log
 	redis-cli -p "$port" flushall >/dev/null
-	./bin/impressiond -addr 127.0.0.1:0 "$@" 2>"$log" &
+	"$BIN" -addr 127.0.0.1:0 "$@" 2>"$log" &
 	pid=$!
 	addr=""
 	for _ in $(seq 100); do
@@ -129,6 +140,14 @@ for round in $(seq "$ROUNDS"); do
 	wrk_single wrk-single-memory
 	wrk_single wrk-single-redis-exact -store "$url" -dedup exact
 	wrk_single wrk-single-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY"
+	if [[ -n ${BASE:-} ]]; then
+		BIN=./bin/impressiond-base
+		attack base-batch-redis-exact -store "$url" -dedup exact -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
+		attack base-batch-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY" -- -rate 0 -batch 1000 -workers 8 -connections 8 -seed "$round"
+		wrk_single base-wrk-single-redis-exact -store "$url" -dedup exact
+		wrk_single base-wrk-single-redis-bloom -store "$url" -dedup bloom -dedup-capacity "$BLOOM_CAPACITY"
+		BIN=./bin/impressiond
+	fi
 	kill "$redis_pid"
 	wait "$redis_pid" 2>/dev/null || true
 	redis_pid=""
@@ -150,6 +169,12 @@ END {
 	printf "batch-redis-bloom / setnx         %.2f\n", med["batch-redis-bloom"] / med["setnx"]
 	printf "single-redis-exact / single-memory %.2f  (target >= 0.5)\n", med["single-redis-exact"] / med["single-memory"]
 	printf "single-redis-bloom / single-memory %.2f\n", med["single-redis-bloom"] / med["single-memory"]
+	if ("base-batch-redis-exact" in med) {
+		printf "against BASE: batch exact %.3f, batch bloom %.3f", med["batch-redis-exact"] / med["base-batch-redis-exact"], med["batch-redis-bloom"] / med["base-batch-redis-bloom"]
+		if ("base-wrk-single-redis-exact" in med)
+			printf ", wrk single exact %.3f, wrk single bloom %.3f", med["wrk-single-redis-exact"] / med["base-wrk-single-redis-exact"], med["wrk-single-redis-bloom"] / med["base-wrk-single-redis-bloom"]
+		print ""
+	}
 	if ("wrk-single-memory" in med) {
 		printf "wrk: single-redis-exact / memory   %.2f  (target >= 0.5)\n", med["wrk-single-redis-exact"] / med["wrk-single-memory"]
 		printf "wrk: single-redis-bloom / memory   %.2f\n", med["wrk-single-redis-bloom"] / med["wrk-single-memory"]
