@@ -196,3 +196,67 @@ func Positions(key Key, m uint, pos []uint64) {
 		h2 += uint64(i) + 1
 	}
 }
+
+// subFiltersPerTTL is G: a Bloom window's capacity per TTL is spread over
+// G sub-filters of Capacity/G pairs each. More make the pool's memory
+// closer to the live pairs (a sub-filter closed early by the clock wastes
+// less), at the price of more sub-filters to probe per lookup. 8 keeps the
+// default layout under 2× the fixed-slice one (docs/DESIGN.md, "Bursts").
+const subFiltersPerTTL = 8
+
+// Pool describes a Bloom window kept as a pool of sub-filters, the layout
+// that holds its false-positive bound under any arrival pattern (see the
+// package doc): at most Slots sub-filters of Bits bits and Hashes
+// positions are live at once (per shard in process, per campaign in
+// Redis), each taking at most Load pairs, all within one slice of time
+// (TTL/K from its first pair to its last). A sub-filter is freed once its
+// last pair is TTL old.
+//
+// Why these numbers: if no TTL-long interval holds more than c pairs, the
+// live sub-filters hold at most c + Load pairs (the pairs of the last TTL,
+// plus the older part of the one sub-filter that straddles its start), so
+// at most c/Load + 1 of them can be full; a false-positive rate f(n) that
+// grows faster than n makes the sum over all live sub-filters at most
+// (c/Load + 1)·f(Load) = (G+1)·f(Load), which Rate keeps at the target.
+// Sub-filters closed by the clock before they fill are at most K+1 in any
+// window of TTL + TTL/K, and one more is open: Slots = G + K + 3.
+type Pool struct {
+	Slots  int     // P, the sub-filters kept at most
+	Load   int     // L, the pairs one sub-filter takes before it is closed
+	Bits   uint    // m, bits of one sub-filter
+	Hashes uint    // k, positions per pair
+	Rate   float64 // f, one full sub-filter's false-positive rate
+}
+
+// poolFor returns the pool for c pairs per TTL in one shard (or campaign)
+// of a window of K slices at target p, sized by size (blocked or not).
+func poolFor(c float64, slices int, p float64, size func(n int, p float64) (m, k uint)) Pool {
+	load := max(1, int(math.Ceil(c/subFiltersPerTTL)))
+	g := int(math.Ceil(c / float64(load)))
+	rate := sliceRate(p, g+1)
+	m, k := size(load, rate)
+	return Pool{Slots: g + slices + 3, Load: load, Bits: m, Hashes: k, Rate: rate}
+}
+
+// UnblockedPool returns the pool of a window of the given Options kept for
+// one campaign in unblocked bitmaps (in Redis, where a probe is a round of
+// bit reads, not cache lines): Capacity pairs per TTL per campaign, no
+// shards, the same false-positive guarantee as Bloom. Positions maps a key
+// to its Hashes positions in Bits.
+func UnblockedPool(o Options) (Pool, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return Pool{}, err
+	}
+	return poolFor(float64(o.Capacity), o.Slices, o.FalsePositiveRate, unblockedSize), nil
+}
+
+// unblockedSize returns the bits m (a multiple of 64) and hash count k of
+// one unblocked filter holding exactly n pairs at false-positive rate p:
+// a sub-filter is closed at n, so no margin is added.
+func unblockedSize(n int, p float64) (m, k uint) {
+	bitsNeeded := math.Ceil(-float64(n) * math.Log(p) / (math.Ln2 * math.Ln2))
+	m = (uint(bitsNeeded) + 63) &^ 63
+	k = uint(math.Round(math.Ln2 * float64(m) / float64(n)))
+	return m, max(1, min(k, maxK))
+}
