@@ -23,9 +23,13 @@ func TestTwoProcessesOneRedis(t *testing.T) {
 	for _, mode := range []string{"exact", "bloom"} {
 		t.Run(mode, func(t *testing.T) {
 			rs.FlushAll(t)
+			// A generous -redis-timeout: this tests agreement between two
+			// processes under -race on two cores, not Redis's latency (a
+			// bloom generation at the default capacity is megabytes, created
+			// by the first impression of its slice).
 			procs := []*proc{
-				startProc(t, bin, "-store", rs.URL, "-dedup", mode),
-				startProc(t, bin, "-store", rs.URL, "-dedup", mode),
+				startProc(t, bin, "-store", rs.URL, "-dedup", mode, "-redis-timeout", "5s"),
+				startProc(t, bin, "-store", rs.URL, "-dedup", mode, "-redis-timeout", "5s"),
 			}
 			procs[0].mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
 			procs[1].mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 409)
