@@ -29,7 +29,10 @@ func TestMetrics(t *testing.T) {
 		`impressiond_http_requests_total{method="POST",route="/api/v1/campaigns",code="2xx"} 1`,
 		`impressiond_http_requests_total{method="",route="unmatched",code="4xx"} 1`,
 		`impressiond_campaigns 1`,
-		`impressiond_dedup_generations 7`,
+		// The test server's bloom window: 100,000 pairs per TTL, 6 slices:
+		// a pool of G + K + 3 = 17 sub-filters per shard.
+		`impressiond_dedup_generations 17`,
+		`impressiond_dedup_pool_full_total 0`,
 		`impressiond_panics_total 0`,
 		`# TYPE impressiond_http_request_duration_seconds histogram`,
 		`impressiond_http_request_duration_seconds_bucket{method="POST",route="/api/v1/impressions",le="+Inf"}`,
@@ -40,7 +43,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	for _, gauge := range []string{"impressiond_dedup_bytes", "impressiond_dedup_newest_fill_ratio", "impressiond_dedup_newest_fp_estimate", "impressiond_dedup_slice_fp_target"} {
+	for _, gauge := range []string{"impressiond_dedup_bytes", "impressiond_dedup_pool_live", "impressiond_dedup_pool_slots", "impressiond_dedup_open_load", "impressiond_dedup_open_load_max", "impressiond_dedup_fp_estimate", "impressiond_dedup_fp_target", "impressiond_dedup_pool_full_total", "impressiond_dedup_overfill_total"} {
 		m := regexp.MustCompile(`(?m)^` + gauge + ` (\S+)$`).FindStringSubmatch(ctx)
 		if m == nil {
 			t.Errorf("metrics lack %s", gauge)

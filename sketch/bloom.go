@@ -8,37 +8,55 @@ import (
 	"time"
 )
 
-// Bloom is the fixed-memory dedup window: K+1 rotating generations of
-// blocked Bloom filters per shard, the newest one contiguous and the K
-// older ones interleaved by block. See the package doc for its window,
-// false-positive guarantee and layout. It is safe for concurrent use.
+// Bloom is the fixed-memory dedup window: per shard, a pool of blocked
+// Bloom sub-filters that each take at most Load pairs from at most one
+// slice of time, and are freed once their last pair is TTL old. The open
+// sub-filter is contiguous; the closed ones are interleaved by block. See
+// the package doc for its window, false-positive guarantee and layout. It
+// is safe for concurrent use.
 type Bloom struct {
 	opts   Options
-	clock  clock
-	m, k   uint   // bits and hash positions of every filter, all alike
-	blocks uint64 // blocks per filter, m / blockBits
+	pool   Pool  // per shard
+	slice  int64 // ns a sub-filter may span, TTL/K
+	ttl    int64 // ns
+	m, k   uint  // bits and hash positions of every sub-filter, all alike
+	blocks uint64
 	mask   uint64 // shard = Key.Hi & mask
 	shards []bloomShard
+	// fpAt[n] is one sub-filter's false-positive rate holding n pairs,
+	// for n up to Load: the gauges sum it over live sub-filters.
+	fpAt []float64
 
-	rotations atomic.Uint64 // generations recycled, over all shards
+	freed     atomic.Uint64 // sub-filters freed, over all shards
+	poolFull  atomic.Uint64 // closes refused for want of a free slot
+	overfills atomic.Uint64 // pairs added to a sub-filter past its Load
+}
+
+// sub is one sub-filter's account: the arrival times of its first and last
+// pairs, and how many it holds.
+type sub struct {
+	first, last int64 // Unix ns
+	n           int32
 }
 
 type bloomShard struct {
-	mu   sync.Mutex // guards everything below
-	ring ring
-	// cur is the newest generation (ring.head), one filter of blocks. The
-	// newest generations of all shards are adjacent in memory: repeats,
+	mu sync.Mutex // guards everything below
+	// cur is the open sub-filter, one filter of blocks, taking new pairs.
+	// The open sub-filters of all shards are adjacent in memory: repeats,
 	// which usually sit there, find a few MiB of hot lines.
-	cur []uint64
-	// old holds the K older generations interleaved by block: block i of
-	// slot j is old[(i·K + j)·blockWords:][:blockWords], so the K blocks a
-	// fresh key must be checked against are one run of K·64 bytes, on one
-	// or two pages, instead of K lines on K pages.
-	old []uint64
-	// slot maps a generation's ring index to its slot in old; the head's
-	// entry is unused.
-	slot []uint16
-	_    [64]byte // keeps neighbouring shards' locks off one cache line
+	cur    []uint64
+	curSub sub
+	// old holds the closed sub-filters, R slots interleaved by block:
+	// block i of slot j is old[(i·R + j)·blockWords:][:blockWords], so the
+	// blocks a fresh key must be checked against are one run of R·64 bytes.
+	// Sub-filters close in time order and expire in the same order (their
+	// last pairs are in order), so the live ones are a ring: head, the
+	// oldest, and the n after it. Slots outside the ring hold stale bits
+	// and are never read.
+	old        []uint64
+	subs       []sub // per slot of old
+	head, live int
+	_          [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // NewBloom sizes and allocates every filter up front; memory then stays
@@ -48,35 +66,40 @@ func NewBloom(o Options) (*Bloom, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	gens := o.Slices + 1
-	perSlice := (o.Capacity + o.Slices - 1) / o.Slices
-	nShards := shardCount(perSlice)
-	perShard := (perSlice + nShards - 1) / nShards
-	blocks, k := blockedSize(perShard, sliceRate(o.FalsePositiveRate, gens))
-	m := blocks * blockBits
+	nShards := shardCount((o.Capacity + subFilters(o.Slices) - 1) / subFilters(o.Slices))
+	c := float64(o.Capacity) / float64(nShards)
+	// Keys spread over shards binomially: size each shard's pool for two
+	// standard deviations above its mean share, so few shards ever run
+	// above their design point.
+	pool := poolFor(c+2*math.Sqrt(c), o.Slices, o.FalsePositiveRate, blockedSizeExact)
 	b := &Bloom{
 		opts:   o,
-		clock:  clock{slice: int64(o.TTL / time.Duration(o.Slices))},
-		m:      m,
-		k:      k,
-		blocks: uint64(blocks),
+		pool:   pool,
+		slice:  int64(o.TTL / time.Duration(o.Slices)),
+		ttl:    int64(o.TTL),
+		m:      pool.Bits,
+		k:      pool.Hashes,
+		blocks: uint64(pool.Bits / blockBits),
 		mask:   uint64(nShards - 1),
 		shards: make([]bloomShard, nShards),
+		fpAt:   make([]float64, pool.Load+1),
 	}
-	// One allocation for every filter, the newest generations first: no
+	for n := range b.fpAt {
+		b.fpAt[n] = b.rateAt(n)
+	}
+	// One allocation for every filter, the open sub-filters first: no
 	// allocator rounding per filter, and blocks start on cache-line
 	// boundaries (large allocations are page-aligned; every region is a
 	// whole number of blocks).
-	words := int(m / 64)
-	slab := make([]uint64, nShards*gens*words)
+	words := int(b.m / 64)
+	slots := pool.Slots - 1
+	slab := make([]uint64, nShards*pool.Slots*words)
 	cur, old := slab[:nShards*words], slab[nShards*words:]
 	for i := range b.shards {
 		s := &b.shards[i]
-		s.ring = newRing(gens)
 		s.cur, cur = cur[:words:words], cur[words:]
-		s.old, old = old[:words*o.Slices:words*o.Slices], old[words*o.Slices:]
-		s.slot = make([]uint16, gens)
-		s.resetSlots()
+		s.old, old = old[:words*slots:words*slots], old[words*slots:]
+		s.subs = make([]sub, slots)
 	}
 	return b, nil
 }
@@ -97,121 +120,237 @@ func (b *Bloom) Test(campaign, user []byte, now time.Time) bool {
 func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)
-	e := b.clock.epoch(now)
+	t := now.UnixNano()
 	s.mu.Lock()
-	s.advanceLocked(e, &b.rotations)
+	b.expireLocked(s, t)
 	if s.hasLocked(&pr) {
 		s.mu.Unlock()
 		return true
 	}
-	pr.add(s.cur, pr.off)
+	b.addLocked(s, &pr, t)
 	s.mu.Unlock()
 	return false
 }
 
-// Add implements Deduper.
+// Add implements Deduper: the pair goes where TestAndAdd would have put it
+// at time at, untested. Replayed in arrival order, a log rebuilds the pool
+// TestAndAdd built.
 func (b *Bloom) Add(campaign, user []byte, at time.Time) {
 	b.AddKey(KeyOf(campaign, user), at)
 }
 
-// AddKey is Add for a pair already hashed with KeyOf.
+// AddKey is Add for a pair already hashed with KeyOf. A pair already TTL
+// old by the shard's newest pair is ignored; one within the span of a live
+// closed sub-filter goes into it, so it expires with the pairs it arrived
+// among; any other goes where TestAndAdd would put it at at. Replayed in
+// arrival order, that is always where it first went; a pair replayed out
+// of order, older than the open sub-filter's first, stays blocked until
+// that sub-filter expires, longer than its own window by the gap.
 func (b *Bloom) AddKey(key Key, at time.Time) {
 	pr := b.probe(key)
 	s := b.shard(key)
-	e := b.clock.epoch(at)
+	t := at.UnixNano()
 	s.mu.Lock()
-	s.advanceLocked(e, &b.rotations)
-	if g, ok := s.ring.slot(e); ok {
-		if g == s.ring.head {
-			pr.add(s.cur, pr.off)
-		} else {
-			pr.add(s.old, s.oldBlock(pr.off, s.slot[g]))
+	defer s.mu.Unlock()
+	b.expireLocked(s, t)
+	if t <= s.newestLocked()-b.ttl {
+		return
+	}
+	for i := s.live - 1; i >= 0; i-- {
+		j := (s.head + i) % len(s.subs)
+		if x := &s.subs[j]; x.first <= t && t <= x.last {
+			pr.add(s.old, s.oldBlock(pr.off, j))
+			x.n++
+			return
 		}
 	}
-	s.mu.Unlock()
+	b.addLocked(s, &pr, t)
 }
+
+// newestLocked is the arrival time of the shard's newest pair, or the
+// lowest time if it holds none.
+func (s *bloomShard) newestLocked() int64 {
+	t := int64(math.MinInt64) + int64(maxTTL)
+	if s.curSub.n > 0 {
+		t = s.curSub.last
+	}
+	if s.live > 0 {
+		t = max(t, s.subs[(s.head+s.live-1)%len(s.subs)].last)
+	}
+	return t
+}
+
+// maxTTL keeps newestLocked's "no pair" value clear of overflow when the
+// TTL is subtracted from it.
+const maxTTL = 1 << 62
 
 // TestKey is Test for a pair already hashed with KeyOf.
 func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)
-	e := b.clock.epoch(now)
+	t := now.UnixNano()
 	s.mu.Lock()
-	s.advanceLocked(e, &b.rotations)
+	b.expireLocked(s, t)
 	seen := s.hasLocked(&pr)
 	s.mu.Unlock()
 	return seen
 }
 
-// Advance implements Deduper.
+// Advance implements Deduper: it frees the sub-filters whose last pair is
+// TTL old at now, in every shard.
 func (b *Bloom) Advance(now time.Time) {
-	e := b.clock.epoch(now)
+	t := now.UnixNano()
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		s.advanceLocked(e, &b.rotations)
+		b.expireLocked(s, t)
 		s.mu.Unlock()
 	}
+}
+
+// expireLocked frees the sub-filters whose last pair arrived TTL or more
+// before t: every pair in them has been blocked for at least the TTL, and,
+// as a sub-filter spans less than TTL/K, for at most TTL + TTL/K. They
+// expire in ring order; a clock that ran backwards can only keep one a
+// little longer behind an older one.
+func (b *Bloom) expireLocked(s *bloomShard, t int64) {
+	for s.live > 0 && s.subs[s.head].last <= t-b.ttl {
+		s.head++
+		if s.head == len(s.subs) {
+			s.head = 0
+		}
+		s.live--
+		b.freed.Add(1)
+	}
+	if s.curSub.n > 0 && s.curSub.last <= t-b.ttl {
+		clear(s.cur)
+		s.curSub = sub{}
+		b.freed.Add(1)
+	}
+}
+
+// addLocked records a fresh pair at t in the open sub-filter, first
+// closing it if it is full or its first pair is a slice old. With no free
+// slot to close it into (more pairs than the capacity, or a clock running
+// wild), the open one keeps taking pairs: the false-positive rate rises,
+// no pair is forgotten early, and no memory is added.
+func (b *Bloom) addLocked(s *bloomShard, pr *probe, t int64) {
+	c := &s.curSub
+	if c.n > 0 && (int(c.n) >= b.pool.Load || t-c.first >= b.slice) {
+		if s.live < len(s.subs) {
+			s.close()
+		} else {
+			b.poolFull.Add(1)
+		}
+	}
+	if c.n == 0 {
+		c.first, c.last = t, t
+	}
+	c.last = max(c.last, t)
+	if int(c.n) >= b.pool.Load {
+		b.overfills.Add(1)
+	}
+	if c.n < math.MaxInt32 {
+		c.n++
+	}
+	pr.add(s.cur, pr.off)
+}
+
+// close moves the open sub-filter into the slot after the ring's newest,
+// block by block, and empties cur to take the next pairs.
+func (s *bloomShard) close() {
+	j := s.head + s.live
+	if j >= len(s.subs) {
+		j -= len(s.subs)
+	}
+	for i := 0; i < len(s.cur); i += blockWords {
+		copy(s.old[s.oldBlock(uint64(i), j):][:blockWords], s.cur[i:i+blockWords])
+	}
+	s.subs[j] = s.curSub
+	s.live++
+	clear(s.cur)
+	s.curSub = sub{}
 }
 
 // Bytes implements Deduper: the bits of every filter, fixed at construction.
 func (b *Bloom) Bytes() int {
-	return len(b.shards) * (b.opts.Slices + 1) * int(b.m/8)
+	return len(b.shards) * b.pool.Slots * int(b.m/8)
 }
 
-// Rotations returns how many shard generations have been recycled since
-// construction: Shards() per slice boundary once traffic has touched every
-// shard.
-func (b *Bloom) Rotations() uint64 { return b.rotations.Load() }
+// Rotations implements Deduper: the sub-filters freed since construction.
+func (b *Bloom) Rotations() uint64 { return b.freed.Load() }
 
-// NewestFillRatio returns the share of bits set in the newest generation,
-// over all shards; at the design load it is about 0.4. It reads every
-// filter of one generation, so it is meant for metrics scrapes, not the
-// request path.
-func (b *Bloom) NewestFillRatio() float64 {
-	var set, total uint64
+// Pool returns the layout of each shard's pool of sub-filters.
+func (b *Bloom) Pool() Pool { return b.pool }
+
+// PoolStats is a reading of the pools of all shards, for metrics.
+type PoolStats struct {
+	// Live is the sub-filters holding pairs, Slots the most there can be.
+	Live, Slots int
+	// OpenLoad is the mean load of the open sub-filters against their
+	// design load (1 = full, and closed on the next pair), and MaxOpenLoad
+	// the highest of any shard: a burst shows here first.
+	OpenLoad, MaxOpenLoad float64
+	// FalsePositive estimates the rate at which a fresh pair is taken for
+	// a repeat now: per shard, the sum over its live sub-filters of each
+	// one's rate at its load, averaged over shards. It stays at most
+	// the target while the traffic keeps within Capacity.
+	FalsePositive float64
+	// PoolFull counts closes refused for want of a free slot, Overfills
+	// the pairs added to a sub-filter past its design load: both stay 0
+	// while the traffic keeps within Capacity.
+	PoolFull, Overfills uint64
+}
+
+// Stats reads every shard's accounts (not its bits), one lock at a time.
+func (b *Bloom) Stats() PoolStats {
+	st := PoolStats{Slots: len(b.shards) * b.pool.Slots, PoolFull: b.poolFull.Load(), Overfills: b.overfills.Load()}
+	var fp float64
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		for _, w := range s.cur {
-			set += uint64(bits.OnesCount64(w))
+		open := float64(s.curSub.n) / float64(b.pool.Load)
+		st.OpenLoad += open
+		st.MaxOpenLoad = max(st.MaxOpenLoad, open)
+		if s.curSub.n > 0 {
+			st.Live++
+			fp += b.fpOf(s.curSub.n)
 		}
-		total += uint64(len(s.cur) * 64)
+		st.Live += s.live
+		for j := range s.live {
+			fp += b.fpOf(s.subs[(s.head+j)%len(s.subs)].n)
+		}
 		s.mu.Unlock()
 	}
-	if total == 0 {
-		return 0
-	}
-	return float64(set) / float64(total)
+	st.OpenLoad /= float64(len(b.shards))
+	st.FalsePositive = fp / float64(len(b.shards))
+	return st
 }
 
-// FalsePositiveAtFill returns the false-positive rate of one generation
-// whose share of set bits is fill, as NewestFillRatio reports it. Blocks
-// hold Poisson(λ) pairs, so a share 1 − exp(−λ·(1 − (1 − 1/B)^k)) of the
-// bits is set; λ is solved from fill and the rate follows from blockedRate.
-// It is higher than fill^k, which ignores that pairs crowd some blocks.
-func (b *Bloom) FalsePositiveAtFill(fill float64) float64 {
-	if fill <= 0 {
-		return 0
+func (b *Bloom) fpOf(n int32) float64 {
+	if int(n) < len(b.fpAt) {
+		return b.fpAt[n]
 	}
-	if fill >= 1 {
-		return 1
-	}
-	perPair := -math.Expm1(float64(b.k) * math.Log1p(-1.0/blockBits))
-	return blockedRate(-math.Log1p(-fill)/perPair, b.k)
+	return b.rateAt(int(n))
 }
 
-// SliceFalsePositiveRate is p_s, the rate each generation's filter is sized
-// for so that a lookup over all of them meets the layer's target.
-func (b *Bloom) SliceFalsePositiveRate() float64 {
-	return sliceRate(b.opts.FalsePositiveRate, b.opts.Slices+1)
+// rateAt is one sub-filter's false-positive rate holding n pairs.
+func (b *Bloom) rateAt(n int) float64 {
+	return blockedRate(float64(n)/float64(b.blocks), b.k)
 }
+
+// TargetFalsePositiveRate is the layer's target, Options.FalsePositiveRate.
+func (b *Bloom) TargetFalsePositiveRate() float64 { return b.opts.FalsePositiveRate }
+
+// SubFilterFalsePositiveRate is f, the rate one full sub-filter is sized
+// for so that a lookup over all the live ones meets the layer's target.
+func (b *Bloom) SubFilterFalsePositiveRate() float64 { return b.pool.Rate }
 
 // Shards, Generations, FilterBits and HashCount describe the layout chosen
-// for the Options: Shards × Generations filters of FilterBits bits probed at
-// HashCount positions each.
+// for the Options: Shards × Generations sub-filters of FilterBits bits
+// probed at HashCount positions each.
 func (b *Bloom) Shards() int      { return len(b.shards) }
-func (b *Bloom) Generations() int { return b.opts.Slices + 1 }
+func (b *Bloom) Generations() int { return b.pool.Slots }
 func (b *Bloom) FilterBits() uint { return b.m }
 func (b *Bloom) HashCount() uint  { return b.k }
 
@@ -223,8 +362,8 @@ func (b *Bloom) shard(key Key) *bloomShard {
 }
 
 // blockBits is the size of a block, one cache line: all k positions of a
-// key in one filter fall in one block, so a probe of a generation costs one
-// cache line instead of k. Blocking costs bits (see blockedSize).
+// key in one filter fall in one block, so a probe of a sub-filter costs
+// one cache line instead of k. Blocking costs bits (see blockedSize).
 const (
 	blockBits  = 512
 	blockWords = blockBits / 64
@@ -232,7 +371,7 @@ const (
 
 // probe is a key's place in the shard's filters: its block run (every
 // filter has the same m and k, so it is computed once, outside the lock)
-// and the k bits to test or set in the block of a generation.
+// and the k bits to test or set in the block of a sub-filter.
 type probe struct {
 	off  uint64 // block index × blockWords
 	lead uint8  // the mask word of the first position, tested first
@@ -286,88 +425,49 @@ func (p *probe) add(w []uint64, off uint64) {
 	}
 }
 
-func (s *bloomShard) advanceLocked(e int64, rotations *atomic.Uint64) {
-	first := s.ring.epoch == noEpoch // a shard's first touch is not a rotation
-	n := s.ring.advance(e)
-	if n >= s.ring.n {
-		// The whole window expired: nothing to keep, whatever the order.
-		clear(s.cur)
-		clear(s.old)
-		for range n {
-			s.ring.next()
+// eachLive calls f with the slot index of every live closed sub-filter,
+// oldest first.
+func (s *bloomShard) eachLive(f func(j int)) {
+	for i := range s.live {
+		j := s.head + i
+		if j >= len(s.subs) {
+			j -= len(s.subs)
 		}
-		s.resetSlots()
-	} else {
-		for range n {
-			s.rotate()
-		}
-	}
-	if n > 0 && !first {
-		rotations.Add(uint64(n))
-	}
-}
-
-// rotate retires the oldest generation: the newest moves into the oldest's
-// slot of old, block by block, and cur is emptied to become the new head.
-func (s *bloomShard) rotate() {
-	h := s.ring.head
-	g := s.ring.next() // the oldest, now the head
-	j := s.slot[g]
-	for i := 0; i < len(s.cur); i += blockWords {
-		copy(s.old[s.oldBlock(uint64(i), j):][:blockWords], s.cur[i:i+blockWords])
-	}
-	clear(s.cur)
-	s.slot[h] = j
-}
-
-// eachBlock calls f with every block of generation g (a ring index), in
-// block order, wherever the generation lives.
-func (s *bloomShard) eachBlock(g int, f func(block []uint64)) {
-	for i := 0; i < len(s.cur); i += blockWords {
-		if g == s.ring.head {
-			f(s.cur[i : i+blockWords])
-		} else {
-			f(s.old[s.oldBlock(uint64(i), s.slot[g]):][:blockWords])
-		}
-	}
-}
-
-// resetSlots assigns old's slots to the generations other than the head in
-// ring order, as after construction.
-func (s *bloomShard) resetSlots() {
-	j := uint16(0)
-	for g := range s.slot {
-		if g != s.ring.head {
-			s.slot[g] = j
-			j++
-		}
+		f(j)
 	}
 }
 
 // oldBlock returns the index in old of the block at off (block index ×
 // blockWords, as in probe) of slot j.
-func (s *bloomShard) oldBlock(off uint64, j uint16) uint64 {
-	return off*uint64(len(s.slot)-1) + uint64(j)*blockWords
+func (s *bloomShard) oldBlock(off uint64, j int) uint64 {
+	return off*uint64(len(s.subs)) + uint64(j)*blockWords
 }
 
-// hasLocked tests the newest generation first: repeats usually come soon
+// hasLocked tests the open sub-filter first: repeats usually come soon
 // after the impression they repeat (a user browsing a site), so it most
-// often holds them. Only then are the K older generations probed, all at
-// once: one word of the key's block in each, loaded with no branch in
+// often holds them. Only then are the live closed sub-filters probed, all
+// at once: one word of the key's block in each, loaded with no branch in
 // between so the cache misses overlap (the run is contiguous, so they are
 // few), picks the candidates, and only those are tested in full, from L1.
-// Every slot of old is a live generation, so no mapping is needed here.
 func (s *bloomShard) hasLocked(p *probe) bool {
 	if p.in(s.cur, p.off) {
 		return true
 	}
-	k := len(s.slot) - 1
-	at := p.off * uint64(k)
-	run := s.old[at : at+uint64(k)*blockWords]
+	r := len(s.subs)
+	at := p.off * uint64(r)
+	run := s.old[at : at+uint64(r)*blockWords]
+	// The ring's slots are head..r-1 then 0..: at most two contiguous
+	// spans of the run.
+	first := min(s.live, r-s.head)
+	return p.inSpan(run, s.head, s.head+first) || p.inSpan(run, 0, s.live-first)
+}
+
+// inSpan reports whether one of the slots lo..hi-1 of run holds the key.
+func (p *probe) inSpan(run []uint64, lo, hi int) bool {
 	m := p.mask[p.lead]
-	for base := 0; base < k; base += 64 { // 64 generations per candidate word
+	for base := lo; base < hi; base += 64 { // 64 slots per candidate word
 		var cand uint64 // bit i: slot base+i may hold the key
-		for i, j := 0, base; j < min(k, base+64); i, j = i+1, j+1 {
+		for i, j := 0, base; j < min(hi, base+64); i, j = i+1, j+1 {
 			x := run[j*blockWords+int(p.lead)]&m ^ m
 			cand |= ((x|-x)>>63 ^ 1) << i
 		}

@@ -108,7 +108,19 @@ func filterSize(n int, p float64) (m, k uint) {
 // some k gives blockedRate ≤ p, at the same two-standard-deviation load
 // margin as filterSize.
 func blockedSize(n int, p float64) (blocks, k uint) {
-	load := float64(n) + 2*math.Sqrt(float64(n))
+	return blockedSizeLoad(float64(n)+2*math.Sqrt(float64(n)), p)
+}
+
+// blockedSizeExact returns the bits m and hash count k of one blocked
+// sub-filter holding exactly n pairs at rate p: a sub-filter is closed at
+// n, so no margin is added.
+func blockedSizeExact(n int, p float64) (m, k uint) {
+	blocks, k := blockedSizeLoad(float64(n), p)
+	return blocks * blockBits, k
+}
+
+// blockedSizeLoad is blockedSize for a load already including its margin.
+func blockedSizeLoad(load float64, p float64) (blocks, k uint) {
 	best := func(blocks uint) (float64, uint) {
 		lambda := load / float64(blocks)
 		rate, k := 2.0, uint(1)
@@ -197,12 +209,18 @@ func Positions(key Key, m uint, pos []uint64) {
 	}
 }
 
-// subFiltersPerTTL is G: a Bloom window's capacity per TTL is spread over
-// G sub-filters of Capacity/G pairs each. More make the pool's memory
-// closer to the live pairs (a sub-filter closed early by the clock wastes
-// less), at the price of more sub-filters to probe per lookup. 8 keeps the
-// default layout under 2× the fixed-slice one (docs/DESIGN.md, "Bursts").
+// subFiltersPerTTL is the least G: a Bloom window's capacity per TTL is
+// spread over G sub-filters of Capacity/G pairs each. More make the pool's
+// memory closer to the live pairs (a sub-filter closed early by the clock
+// wastes less), at the price of more sub-filters to probe per lookup. 8
+// keeps the default layout under 2× the fixed-slice one (docs/DESIGN.md,
+// "Bursts").
 const subFiltersPerTTL = 8
+
+// subFilters is G for K slices: at least subFiltersPerTTL, and at least K,
+// so that the K+1 sub-filters the clock alone can close in a window are
+// no larger than a slice's share of the capacity.
+func subFilters(slices int) int { return max(subFiltersPerTTL, slices) }
 
 // Pool describes a Bloom window kept as a pool of sub-filters, the layout
 // that holds its false-positive bound under any arrival pattern (see the
@@ -231,7 +249,7 @@ type Pool struct {
 // poolFor returns the pool for c pairs per TTL in one shard (or campaign)
 // of a window of K slices at target p, sized by size (blocked or not).
 func poolFor(c float64, slices int, p float64, size func(n int, p float64) (m, k uint)) Pool {
-	load := max(1, int(math.Ceil(c/subFiltersPerTTL)))
+	load := max(1, int(math.Ceil(c/float64(subFilters(slices)))))
 	g := int(math.Ceil(c / float64(load)))
 	rate := sliceRate(p, g+1)
 	m, k := size(load, rate)

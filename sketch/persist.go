@@ -14,9 +14,11 @@ import (
 
 // A window's state, as WriteTo writes it, all integers little-endian:
 //
-//	Bloom: 'C' slice_ns:int64 generations:uint32 shards:uint32 m:uint64 k:uint32
-//	       per shard: epoch:int64 head:uint32 gen_0 … gen_K (m/64 words:uint64 each,
-//	       blocked filters: a key's k bits in one 512-bit block)
+//	Bloom: 'P' slice_ns:int64 slots:uint32 shards:uint32 m:uint64 k:uint32
+//	       per shard: open:sub live:uint32 open's words (m/64 uint64),
+//	         then live × (sub, words), oldest first
+//	       sub: first_ns:int64 last_ns:int64 pairs:uint32
+//	       (blocked filters: a key's k bits in one 512-bit block)
 //	Exact: 'X' slice_ns:int64 generations:uint32 shards:uint32
 //	       per shard: epoch:int64 head:uint32
 //	         per generation: count:uint32, count × (len:uint16 key:[len]byte)
@@ -26,11 +28,13 @@ import (
 // re-shards the keys rather than restoring shards one to one.
 
 const (
-	kindBloom = 'C' // blocked, interleaved filters
-	// kindBloomV1 is the earlier Bloom state: one unblocked filter per
-	// generation. Its bits cannot be re-laid out (the keys are not kept),
-	// so it is refused as a layout mismatch.
+	kindBloom = 'P' // a pool of blocked sub-filters per shard
+	// kindBloomV1 and kindBloomV2 are earlier Bloom states: one unblocked
+	// filter per generation, then one blocked filter per fixed slice. Their
+	// bits cannot be re-laid out (the keys are not kept), so they are
+	// refused as a layout mismatch.
 	kindBloomV1 = 'B'
+	kindBloomV2 = 'C'
 	kindExact   = 'X'
 	ringLen     = 8 + 4 // epoch, head
 	// readBufSize holds the longest key with its length, so a key is
@@ -47,12 +51,13 @@ var (
 
 var le = binary.LittleEndian
 
-// WriteTo implements io.WriterTo and Deduper. Each shard's filters are
-// copied under its lock into one reused buffer, then written outside the
-// lock with one Write per shard; w needs no buffering.
+// WriteTo implements io.WriterTo and Deduper. Each shard's sub-filters
+// are copied under its lock into one reused buffer, then written outside
+// the lock with one Write per shard; w needs no buffering. Only live
+// sub-filters are written.
 func (b *Bloom) WriteTo(w io.Writer) (int64, error) {
 	l := b.layout()
-	buf := l.append(make([]byte, 0, l.size()+b.shardStateLen()))
+	buf := l.append(make([]byte, 0, l.size()+b.pool.Slots*(subLen+int(b.m/8))))
 	var n int64
 	for i := range b.shards {
 		buf = b.shards[i].appendState(buf)
@@ -66,10 +71,10 @@ func (b *Bloom) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// ReadFrom implements io.ReaderFrom and Deduper. It reads one shard at a
-// time into a buffer and copies it into the existing filters, so it
-// allocates one shard's worth, not the window's. It needs no buffering
-// of r.
+// ReadFrom implements io.ReaderFrom and Deduper. It reads one sub-filter
+// at a time into a buffer and copies it into the existing filters, so it
+// allocates one sub-filter's worth, not the window's. It needs no
+// buffering of r.
 func (b *Bloom) ReadFrom(r io.Reader) (int64, error) {
 	cr := &countingReader{r: r}
 	err := b.readState(cr)
@@ -80,75 +85,88 @@ func (b *Bloom) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (b *Bloom) layout() layout {
-	return layout{kind: kindBloom, slice: b.clock.slice, gens: uint32(b.Generations()), shards: uint32(len(b.shards)), m: uint64(b.m), k: uint32(b.k)}
+	return layout{kind: kindBloom, slice: b.slice, gens: uint32(b.pool.Slots), shards: uint32(len(b.shards)), m: uint64(b.m), k: uint32(b.k)}
 }
 
-// shardStateLen is the size of one shard's state: its ring and its words.
-func (b *Bloom) shardStateLen() int { return ringLen + b.Generations()*int(b.m/8) }
+// subLen is the size of a sub-filter's account: first, last, n.
+const subLen = 8 + 8 + 4
 
 func (b *Bloom) readState(r io.Reader) error {
 	if err := b.layout().check(r); err != nil {
 		return err
 	}
-	buf := make([]byte, b.shardStateLen())
+	words := make([]byte, b.m/8)
+	var hdr [subLen + 4]byte
 	for i := range b.shards {
-		if _, err := io.ReadFull(r, buf); err != nil {
+		s := &b.shards[i]
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return fmt.Errorf("sketch: cannot read bloom shard %d: %w", i, short(err))
 		}
-		if err := b.shards[i].load(buf, b.clock); err != nil {
-			return fmt.Errorf("sketch: bloom shard %d: %w", i, err)
+		cur, live := decodeSub(hdr[:]), int(le.Uint32(hdr[subLen:]))
+		if live > len(s.subs) || cur.n < 0 {
+			return fmt.Errorf("sketch: bloom shard %d: %d closed sub-filters in %d slots, open one of %d pairs", i, live, len(s.subs), cur.n)
+		}
+		if _, err := io.ReadFull(r, words); err != nil {
+			return fmt.Errorf("sketch: cannot read bloom shard %d: %w", i, short(err))
+		}
+		if set := decodeWords(s.cur, words); cur.n == 0 && set != 0 {
+			return fmt.Errorf("sketch: bloom shard %d: an empty sub-filter has bits set", i)
+		}
+		s.curSub, s.head, s.live = cur, 0, 0
+		for j := range live {
+			if _, err := io.ReadFull(r, hdr[:subLen]); err != nil {
+				return fmt.Errorf("sketch: cannot read bloom shard %d: %w", i, short(err))
+			}
+			if _, err := io.ReadFull(r, words); err != nil {
+				return fmt.Errorf("sketch: cannot read bloom shard %d: %w", i, short(err))
+			}
+			s.subs[j] = decodeSub(hdr[:])
+			for blk := 0; blk < len(s.cur); blk += blockWords {
+				decodeWords(s.old[s.oldBlock(uint64(blk), j):][:blockWords], words[8*blk:])
+			}
+			s.live++
 		}
 	}
 	return expectEOF(r)
 }
 
-// reset empties every filter and forgets every shard's epoch, as NewBloom
-// leaves them.
+// reset empties every sub-filter, as NewBloom leaves them.
 func (b *Bloom) reset() {
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		s.ring = newRing(s.ring.n)
 		clear(s.cur)
-		clear(s.old)
-		s.resetSlots()
+		s.curSub, s.head, s.live = sub{}, 0, 0
 		s.mu.Unlock()
 	}
 }
 
+// appendState appends the open sub-filter's account, the number of live
+// closed ones, the open one's words, then each closed one's account and
+// words, oldest first.
 func (s *bloomShard) appendState(b []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b = appendRing(b, s.ring)
-	for g := range s.ring.n {
-		s.eachBlock(g, func(w []uint64) { b = appendWords(b, w) })
-	}
+	b = appendSub(b, s.curSub)
+	b = le.AppendUint32(b, uint32(s.live))
+	b = appendWords(b, s.cur)
+	s.eachLive(func(j int) {
+		b = appendSub(b, s.subs[j])
+		for blk := 0; blk < len(s.cur); blk += blockWords {
+			b = appendWords(b, s.old[s.oldBlock(uint64(blk), j):][:blockWords])
+		}
+	})
 	return b
 }
 
-// load replaces the shard's ring and bits with a state of shardStateLen
-// bytes, one generation after the other, as appendState writes them.
-func (s *bloomShard) load(b []byte, c clock) error {
-	r, err := c.decodeRing(b, s.ring.n)
-	if err != nil {
-		return err
-	}
-	b = b[ringLen:]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ring = r
-	s.resetSlots()
-	var set uint64
-	for g := range r.n {
-		s.eachBlock(g, func(w []uint64) {
-			set |= decodeWords(w, b)
-			b = b[8*len(w):]
-		})
-	}
-	if r.epoch == noEpoch && set != 0 {
-		return errors.New("a shard never touched has bits set")
-	}
-	return nil
+func appendSub(b []byte, x sub) []byte {
+	b = le.AppendUint64(b, uint64(x.first))
+	b = le.AppendUint64(b, uint64(x.last))
+	return le.AppendUint32(b, uint32(x.n))
+}
+
+func decodeSub(b []byte) sub {
+	return sub{first: int64(le.Uint64(b)), last: int64(le.Uint64(b[8:])), n: int32(le.Uint32(b[16:]))}
 }
 
 func appendWords(b []byte, w []uint64) []byte {
@@ -477,7 +495,7 @@ func (l layout) diff(want layout) error {
 }
 
 func kindError(got, want byte) error {
-	mode := map[byte]string{kindBloom: "bloom", kindBloomV1: "bloom (unblocked filters, written by an earlier version)", kindExact: "exact"}
+	mode := map[byte]string{kindBloom: "bloom", kindBloomV1: "bloom (unblocked filters, written by an earlier version)", kindBloomV2: "bloom (one filter per slice, written by an earlier version)", kindExact: "exact"}
 	if mode[got] == "" {
 		return fmt.Errorf("sketch: not a dedup window state: kind byte %#02x", got)
 	}

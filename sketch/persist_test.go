@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -89,29 +90,39 @@ func TestPersistRoundTrip(t *testing.T) {
 	}
 }
 
-// TestBloomRoundTripRings checks that shards never touched stay so: their
-// first touch after ReadFrom is no rotation, as in the original.
-func TestBloomRoundTripRings(t *testing.T) {
+// TestBloomRoundTripPool checks that every shard's pool comes back as it
+// was: the open sub-filter's account, the live closed ones oldest first,
+// and shards never touched stay empty; the restored window then frees the
+// same sub-filters at the same times.
+func TestBloomRoundTripPool(t *testing.T) {
 	b, err := NewBloom(persistOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.TestAndAdd(camp, user(1), t0) // one shard of 16 touched
+	for i := range 3 * b.pool.Load { // every shard closes sub-filters by load, then by time
+		b.TestAndAdd(camp, user(i), t0.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	b.TestAndAdd(camp, user(-1), t0.Add(20*time.Minute))
 	r := restore(t, "bloom", persistOpts, state(t, b)).(*Bloom)
 	for i := range b.shards {
-		if got, want := r.shards[i].ring, b.shards[i].ring; got != want {
-			t.Fatalf("shard %d ring: restored %+v, original %+v", i, got, want)
+		if got, want := accounts(&r.shards[i]), accounts(&b.shards[i]); !reflect.DeepEqual(got, want) {
+			t.Fatalf("shard %d: restored %+v, original %+v", i, got, want)
 		}
 	}
 	before := b.Rotations()
-	b.Advance(t0.Add(25 * time.Minute))
-	r.Advance(t0.Add(25 * time.Minute))
-	if got, want := r.Rotations(), b.Rotations()-before; got != want {
-		t.Fatalf("rotations after Advance: restored %d, original %d", got, want)
+	b.Advance(t0.Add(80 * time.Minute))
+	r.Advance(t0.Add(80 * time.Minute))
+	if got, want := r.Rotations(), b.Rotations()-before; got != want || got == 0 {
+		t.Fatalf("sub-filters freed after Advance: restored %d, original %d", got, want)
 	}
-	if got := r.Rotations(); got != 2 {
-		t.Fatalf("rotations: got %d, want 2 (the touched shard, two slices)", got)
-	}
+}
+
+// accounts lists a shard's open sub-filter and its live closed ones,
+// oldest first.
+func accounts(s *bloomShard) []sub {
+	out := []sub{s.curSub}
+	s.eachLive(func(j int) { out = append(out, s.subs[j]) })
+	return out
 }
 
 // TestExactReadFromAgesLaggingShards puts two pairs in different shards and
@@ -220,16 +231,20 @@ func TestReadFromLayoutMismatch(t *testing.T) {
 	}
 }
 
-// TestReadFromEarlierBloomLayout: a state of the unblocked layout (kind 'B')
-// is refused as a layout mismatch that names it, not read as garbage.
+// TestReadFromEarlierBloomLayout: states of the earlier Bloom layouts
+// (kind 'B', unblocked; 'C', one blocked filter per fixed slice) are
+// refused as layout mismatches that name the earlier version, never read
+// as a pool.
 func TestReadFromEarlierBloomLayout(t *testing.T) {
 	d := newDeduper(t, "bloom", persistOpts)
 	d.TestAndAdd(camp, user(1), t0)
-	st := state(t, d)
-	st[0] = kindBloomV1
-	_, err := newDeduper(t, "bloom", persistOpts).ReadFrom(bytes.NewReader(st))
-	if !errors.Is(err, ErrLayoutMismatch) || !strings.Contains(err.Error(), "earlier version") {
-		t.Fatalf("got %v, want a layout mismatch naming the earlier version", err)
+	for _, kind := range []byte{kindBloomV1, kindBloomV2} {
+		st := state(t, d)
+		st[0] = kind
+		_, err := newDeduper(t, "bloom", persistOpts).ReadFrom(bytes.NewReader(st))
+		if !errors.Is(err, ErrLayoutMismatch) || !strings.Contains(err.Error(), "earlier version") {
+			t.Fatalf("kind %q: got %v, want a layout mismatch naming the earlier version", kind, err)
+		}
 	}
 }
 
@@ -282,8 +297,8 @@ func TestReadFromInconsistent(t *testing.T) {
 		want       string
 	}{
 		{"unknown kind", "bloom", put(states["bloom"], 0, 'Z'), "not a dedup window state"},
-		{"bloom head out of range", "bloom", put(states["bloom"], bloomHeader+8, 3), "ring head 3 out of 3"},
-		{"bloom epoch of no time", "bloom", put(states["bloom"], bloomHeader, 0, 0, 0, 0, 0, 0, 0, 0x80), "epoch"},
+		{"bloom more closed sub-filters than slots", "bloom", put(states["bloom"], bloomHeader+subLen, 0xff, 0xff), "closed sub-filters in"},
+		{"bloom negative pair count", "bloom", put(states["bloom"], bloomHeader+16, 0xff, 0xff, 0xff, 0xff), "open one of -1 pairs"},
 		{"exact head out of range", "exact", put(states["exact"], exactHeader+8, 0xff, 0xff, 0xff, 0xff), "ring head"},
 		// A shard holding pairs, its epoch set to noEpoch.
 		{"exact pairs in untouched shard", "exact", untouchWithPairs(t, states["exact"]), "never touched"},

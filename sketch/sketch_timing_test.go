@@ -108,9 +108,9 @@ func BenchmarkKeyOf(b *testing.B) {
 	}
 }
 
-// BenchmarkNewestFillRatio is the cost of the fill-ratio gauge a metrics
-// scrape computes, at the default layout.
-func BenchmarkNewestFillRatio(b *testing.B) {
+// BenchmarkPoolStats is the cost of the pool gauges a metrics scrape
+// computes, at the default layout.
+func BenchmarkPoolStats(b *testing.B) {
 	bl, err := NewBloom(Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +118,7 @@ func BenchmarkNewestFillRatio(b *testing.B) {
 	bl.Advance(benchStart)
 	b.ReportAllocs()
 	for b.Loop() {
-		bl.NewestFillRatio()
+		bl.Stats()
 	}
 }
 

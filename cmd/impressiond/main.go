@@ -125,7 +125,7 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 	if b, ok := dedup.(*sketch.Bloom); ok {
 		attrs = append(attrs, "dedup_bytes", b.Bytes(), "dedup_memory", fmt.Sprintf("%.1fMiB", float64(b.Bytes())/(1<<20)),
-			"bloom_filters", fmt.Sprintf("%d shards x %d generations x %d bits, k=%d", b.Shards(), b.Generations(), b.FilterBits(), b.HashCount()))
+			"bloom_filters", fmt.Sprintf("%d shards x %d sub-filters of %d pairs x %d bits, k=%d", b.Shards(), b.Pool().Slots, b.Pool().Load, b.FilterBits(), b.HashCount()))
 	}
 	log.Info("impressiond starting", attrs...)
 	logRestore(log, cfg, srv.Restored())
