@@ -3,6 +3,7 @@ package sketch
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -67,7 +68,7 @@ func TestBurstsKeepTheRate(t *testing.T) {
 				share := float64(lost) / float64(fresh)
 				tol := 3 * math.Sqrt(tc.p/float64(fresh))
 				st := b.Stats()
-				t.Logf("%d fresh pairs, %d taken for repeats: %.5f (target %g); pool %d of %d live, full %d, overfills %d", fresh, lost, share, tc.p, st.Live, st.Slots, st.PoolFull, st.Overfills)
+				t.Logf("%s: %d fresh pairs, %d taken for repeats: %.5f (target %g); pool %d of %d live, estimate now %.5f, full %d, overfills %d", name, fresh, lost, share, tc.p, st.Live, st.Slots, st.FalsePositive, st.PoolFull, st.Overfills)
 				if share > tc.p+tol {
 					t.Fatalf("share of fresh pairs taken for repeats %.5f > target %g + %.5f", share, tc.p, tol)
 				}
@@ -140,6 +141,69 @@ func TestOverCapacityDegrades(t *testing.T) {
 	for i, k := range counted {
 		if !b.TestAndAddKey(k, t0.Add(ttl-time.Millisecond)) {
 			t.Fatalf("counted pair %d counted again within the TTL", i)
+		}
+	}
+}
+
+// TestPoolWindowBounds: pairs counted at any moment of a sub-filter's life
+// (closed by load during a burst, or by the clock) are blocked for the
+// whole TTL and forgotten by TTL + TTL/K.
+func TestPoolWindowBounds(t *testing.T) {
+	const ttl, slices = time.Hour, 6
+	slice := ttl / slices
+	b, err := NewBloom(Options{TTL: ttl, Slices: slices, Capacity: 16_000, FalsePositiveRate: 1e-6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	for i := range 4000 { // a burst of 2000 in a second, then a pair a second for 33 min
+		ts := t0.Add(time.Duration(i) * time.Second / 2000)
+		if i >= 2000 {
+			ts = t0.Add(time.Duration(i-2000) * time.Second)
+		}
+		at = append(at, ts)
+	}
+	slicesSortTimes(at)
+	for i, ts := range at {
+		if b.TestAndAddKey(KeyOfString("w", fmt.Sprint(i)), ts) {
+			t.Fatalf("pair %d taken for a repeat", i)
+		}
+	}
+	if b.Stats().PoolFull != 0 {
+		t.Fatal("the pool ran out within capacity")
+	}
+	for i, ts := range at {
+		if !b.TestKey(KeyOfString("w", fmt.Sprint(i)), ts.Add(ttl-time.Nanosecond)) {
+			t.Fatalf("pair %d counted at %s forgotten within the TTL", i, ts.Sub(t0))
+		}
+	}
+	for i, ts := range at {
+		if b.TestKey(KeyOfString("w", fmt.Sprint(i)), ts.Add(ttl+slice+time.Nanosecond)) {
+			t.Fatalf("pair %d counted at %s still blocked after TTL + TTL/K", i, ts.Sub(t0))
+		}
+	}
+}
+
+func slicesSortTimes(ts []time.Time) {
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+}
+
+// TestSubFilterRateIsStarShaped checks the property the bound rests on: a
+// sub-filter's rate per pair, f(n)/n, never falls as n grows, so a pool's
+// rate at a given total load is highest when its sub-filters are full.
+func TestSubFilterRateIsStarShaped(t *testing.T) {
+	for _, o := range []Options{{}, {Capacity: 100_000, FalsePositiveRate: 0.01}, {Capacity: 1000, FalsePositiveRate: 1e-6, Slices: 24}} {
+		b, err := NewBloom(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := 2; n < len(b.fpAt); n++ {
+			if b.fpAt[n]/float64(n) < b.fpAt[n-1]/float64(n-1)*(1-1e-9) {
+				t.Fatalf("%+v: f(%d)/%d = %g < f(%d)/%d = %g", o, n, n, b.fpAt[n]/float64(n), n-1, n-1, b.fpAt[n-1]/float64(n-1))
+			}
+		}
+		if f := b.fpAt[b.pool.Load]; f > b.pool.Rate {
+			t.Fatalf("%+v: a full sub-filter's rate %g over its budget %g", o, f, b.pool.Rate)
 		}
 	}
 }

@@ -4,62 +4,80 @@
 //
 // # Window
 //
-// The TTL is cut into K slices of TTL/K each (Options.Slices). Each slice
-// has one generation (a Bloom filter in Bloom, a hash set in Exact), and
-// K+1 generations are kept: the current slice's and the K before it. A pair
-// is added to the current generation only when it is counted, and a lookup
-// tests every live generation. On each slice boundary the oldest generation
-// is dropped and reused as the new current one; the other K are untouched,
-// so nothing is forgotten all at once.
+// The TTL is cut into K slices of TTL/K each (Options.Slices). Time is
+// arrival time, passed in by the caller, never an impression's own
+// timestamp. A pair is recorded only when it is counted, and a lookup
+// tests every live generation.
 //
-// Time is arrival time, passed in by the caller, never an impression's own
-// timestamp. A pair counted at time t sits in the generation of its slice
-// until that slice is K+1 slices old, so repeats arriving at t+d are
+// Exact keeps one generation (a hash set) per slice, K+1 of them: the
+// current slice's and the K before it. On each slice boundary the oldest is
+// dropped; the other K are untouched, so nothing is forgotten all at once.
+//
+// Bloom keeps, per shard, a pool of sub-filters. The open one takes the
+// counted pairs until it holds its design load or its first pair is a
+// slice old; it is then closed and a fresh one opened. A closed sub-filter
+// is freed once its last pair is TTL old. A sub-filter spans less than a
+// slice, so its pairs are freed between TTL and TTL + TTL/K after they
+// were counted.
+//
+// In both, a pair counted at time t blocks repeats arriving at t+d
 //
 //   - never counted while d < TTL (Bloom filters have no false negatives),
 //   - always counted once d > TTL + TTL/K (in Bloom mode unless the repeat is
 //     a false positive, see below),
 //
-// and in between it depends on where t fell within its slice. Repeats do not
-// extend the window: the window is fixed, not sliding.
+// and in between it depends on where t fell within its slice (Exact) or
+// its sub-filter (Bloom). Repeats do not extend the window: the window is
+// fixed, not sliding.
 //
 // # False positives (Bloom)
 //
-// A lookup tests K+1 filters, so a fresh pair is wrongly taken for a repeat
-// with probability 1 − Π(1 − p_i). To meet the target p of the whole layer,
-// every slice filter is sized for
+// Suppose no TTL-long interval holds more than c pairs of a shard (its
+// share of Capacity, sized two standard deviations above its mean). The
+// live sub-filters then hold at most c pairs that are younger than the TTL,
+// plus the older part of the one sub-filter that straddles the TTL's start
+// (sub-filters fill one after the other), so at most c + L pairs, where L
+// = c/G is a sub-filter's design load (G = max(8, K)). A sub-filter's rate
+// f(n) grows faster than its load n, so the rates of all live sub-filters
+// add up to at most (c/L + 1)·f(L) = (G+1)·f(L), and each sub-filter is
+// sized for
 //
-//	p_s = 1 − (1 − p)^(1/(K+1))    (≈ p/(K+1))
+//	f = 1 − (1 − p)^(1/(G+1))    (≈ p/(G+1))
 //
-// and for n = Capacity/K pairs (split over the shards, each sized two
-// standard deviations above its mean load). The filters are blocked: a key
-// maps to one 512-bit block (a cache line) and sets k bits in it, so a
-// lookup reads one line per generation instead of k. Blocks hold
-// Poisson(λ) pairs, λ = n·512/m, and a fresh key is a false positive with
-// probability
+// at exactly L pairs (it is closed there, so it needs no margin). A fresh
+// pair is therefore wrongly taken for a repeat with probability at most p,
+// for every arrival pattern within Capacity per TTL: even traffic, all of it
+// in one minute, or bursts in consecutive slices.
+//
+// The sub-filters are blocked: a key maps to one 512-bit block (a cache
+// line) and sets k bits in it, so a lookup reads one line per sub-filter
+// instead of k. Blocks hold Poisson(λ) pairs, λ = L·512/m, and a fresh key
+// is a false positive with probability
 //
 //	Σ_j P(j; λ) · (1 − (1 − 1/512)^(k·j))^k
 //
 // higher than an unblocked filter's at the same m because pairs crowd some
 // blocks; m is the smallest number of blocks, and k the count, for which
-// that sum is at most p_s. While distinct pairs per TTL stay within
-// Capacity, a new pair is taken for a repeat with probability at most p.
-// The whole layer holds (K+1)·m bits, fixed at construction: memory never
-// grows with traffic. Against the bound for optimal unblocked filters,
+// that sum is at most f.
 //
-//	(K+1)/K · Capacity · log2((K+1)/p) / ln 2 bits
+// Memory is P = G + K + 3 sub-filters per shard, allocated once: at most
+// G + 1 full ones and K + 1 closed early by the clock (one per slice) can
+// be live within the assumption, and one is open. It never grows with
+// traffic. At the defaults (10M pairs, 0.1%, 6 slices) that is 55.5 MiB,
+// 1.87 times the layout of one filter per slice it replaced, which held
+// its rate only when traffic was spread evenly over the slices.
 //
-// (21.5 bits per pair for K=6, p=0.1%), blocking costs 16% at p=0.1% (25.0
-// bits per pair) and 10% at p=1%. If a burst puts more than Capacity/K pairs
-// into one slice, that slice's filter fills up and the false-positive rate
-// rises (undercounting by that rate) until the slice ages out, K+1 slices
-// later; nothing else degrades: no pair is ever counted twice, no memory
-// is added.
+// Beyond the assumption (more than Capacity pairs per TTL), the pool runs
+// out of free sub-filters: the open one keeps taking pairs past its design
+// load, so the rate rises (and its pairs stay blocked until its last pair
+// is TTL old); no pair is ever counted twice, no memory is added, and
+// Bloom.Stats reports it.
 //
-// The newest filters of all shards are one contiguous region, where most
-// repeats are found; the K older filters of a shard are stored interleaved
-// by block, so the K older blocks of a key are adjacent in memory and a
-// fresh key costs one short run instead of K lines on K pages.
+// The open sub-filters of all shards are one contiguous region, where most
+// repeats are found; the closed sub-filters of a shard are stored
+// interleaved by block, so the blocks of a key in all of them are adjacent
+// in memory and a fresh key costs one short run instead of a line per
+// sub-filter on as many pages.
 //
 // Exact keeps sets of the pairs themselves instead: it never takes a new
 // pair for a repeat, and its memory grows with the distinct pairs of the
