@@ -148,3 +148,60 @@ func BenchmarkRepeats(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFreshLookup measures the lookup of a fresh pair (the costly
+// case: every live sub-filter is probed) at the default layout in three
+// states of the window: empty; holding the whole capacity spread evenly
+// over the TTL (steady traffic at capacity: about G + 1 live sub-filters
+// per shard); and at the fullest moment the capacity allows (a burst of the
+// whole capacity, then another one a TTL later, the first not yet freed:
+// about 2G live per shard). Keys are pre-hashed; nothing is added, so the
+// state stays as built. Burst ingest must stay within half of steady.
+func BenchmarkFreshLookup(b *testing.B) {
+	const c, ttl = 10_000_000, time.Hour
+	fill := map[string]func(bl *Bloom) time.Time{
+		"empty": func(*Bloom) time.Time { return benchStart },
+		"steady": func(bl *Bloom) time.Time {
+			for i := range c + c/6 {
+				bl.TestAndAddKey(benchKey(i), benchStart.Add(time.Duration(i)*ttl/c))
+			}
+			return benchStart.Add(ttl + ttl/6)
+		},
+		"fullest": func(bl *Bloom) time.Time {
+			for i := range c {
+				bl.TestAndAddKey(benchKey(i), benchStart.Add(time.Duration(i)*time.Minute/c))
+			}
+			for i := range c {
+				bl.TestAndAddKey(benchKey(c+i), benchStart.Add(ttl+time.Duration(i)*time.Minute/c))
+			}
+			return benchStart.Add(ttl + time.Minute)
+		},
+	}
+	for _, state := range []string{"empty", "steady", "fullest"} {
+		b.Run(state, func(b *testing.B) {
+			bl, err := NewBloom(Options{TTL: ttl, Capacity: c})
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := fill[state](bl)
+			live := float64(bl.Stats().Live) / float64(bl.Shards())
+			var seq atomic.Uint64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seq.Add(1)) << 40
+				for pb.Next() {
+					bl.TestKey(benchKey(i), now)
+					i++
+				}
+			})
+			b.ReportMetric(live, "live/shard")
+		})
+	}
+}
+
+// benchKey is a pseudo-random key, the i-th of a fixed sequence.
+func benchKey(i int) Key {
+	x := uint64(i)*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
+	y := (x ^ x>>31) * 0xbf58476d1ce4e5b9
+	return Key{Lo: y ^ y>>29, Hi: (y ^ y>>33) * 0x94d049bb133111eb}
+}
