@@ -40,6 +40,15 @@ type attackConfig struct {
 	timeout   time.Duration
 	strict    bool
 	cpuprof   string
+
+	// Burst mode (-burst > 0), see burst.go.
+	burst      int
+	bursts     int
+	burstGap   time.Duration
+	burstAlign time.Duration
+	steady     int
+	steadyOver time.Duration
+	fp         float64
 }
 
 func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
@@ -61,6 +70,13 @@ func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	fs.BoolVar(&c.strict, "strict", false, "exit 1 unless every request succeeded and every count is exact (for an exact-mode server)")
+	fs.IntVar(&c.burst, "burst", 0, "burst mode: send this many fresh pairs (never repeated) as fast as possible, then compare the counts; -dup-ratio, -users, -spread, -rate and -duration are then unused")
+	fs.IntVar(&c.bursts, "bursts", 1, "bursts of -burst pairs in a row, each reported on its own")
+	fs.DurationVar(&c.burstGap, "burst-gap", 0, "time between the starts of consecutive bursts (0: back to back); a burst that overruns it delays the next")
+	fs.DurationVar(&c.burstAlign, "burst-align", 0, "start the first phase just after the next multiple of this since the Unix epoch, where the server's dedup slices begin (0: at once)")
+	fs.IntVar(&c.steady, "steady", 0, "fresh pairs sent at an even rate over -steady-over before the first burst")
+	fs.DurationVar(&c.steadyOver, "steady-over", time.Minute, "how long the -steady pairs are spread over; the first burst starts when it ends")
+	fs.Float64Var(&c.fp, "fp", 0.001, "the server's -dedup-fp: a burst may lose at most this share of its pairs (the \"allowed\" column)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -85,6 +101,9 @@ func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
 	case c.duration <= 0:
 		return nil, fmt.Errorf("-duration must be positive")
 	}
+	if err := c.checkBurst(); err != nil {
+		return nil, err
+	}
 	c.target = strings.TrimRight(c.target, "/")
 	return &c, nil
 }
@@ -93,6 +112,9 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseAttackFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.burst > 0 {
+		return runBursts(cfg, stdout, stderr)
 	}
 	start := time.Now()
 	ids, err := createCampaigns(cfg, start)
@@ -110,7 +132,7 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	res, err := attack(cfg, w, stderr)
+	res, err := attack(cfg, timedPhase(cfg, w), stderr)
 	if cfg.cpuprof != "" {
 		pprof.StopCPUProfile()
 	}
@@ -160,21 +182,49 @@ type attackResult struct {
 	badBodies int
 }
 
-// attack runs vegeta and consumes its results: metrics, the results file,
-// the plot, and the request numbers the ground truth is rebuilt from.
-func attack(cfg *attackConfig, w *workload, stderr io.Writer) (*attackResult, error) {
+// phase is one run of vegeta: where its requests come from, how they are
+// paced, and the files it leaves in -out.
+type phase struct {
+	tr       vegeta.Targeter
+	pacer    vegeta.Pacer
+	duration time.Duration // 0: until the pacer stops
+	title    string        // of the latency plot
+	results  string        // file names in -out
+	plot     string
+}
+
+// timedPhase is the classic attack: the workload at -rate for -duration.
+func timedPhase(cfg *attackConfig, w *workload) phase {
+	pacer := vegeta.Pacer(vegeta.Rate{Freq: cfg.rate, Per: time.Second})
+	if cfg.rate == 0 {
+		pacer = vegeta.ConstantPacer{}
+	}
+	return phase{
+		tr:       targeter(cfg, w),
+		pacer:    pacer,
+		duration: cfg.duration,
+		title:    fmt.Sprintf("impressiond: %s at %s, batch %d", cfg.duration, rateString(cfg.rate), cfg.batch),
+		results:  "results.bin",
+		plot:     "plot.html",
+	}
+}
+
+// attack runs one phase in vegeta and consumes its results: metrics, the
+// results file, the plot, and the request numbers the ground truth is
+// rebuilt from.
+func attack(cfg *attackConfig, ph phase, stderr io.Writer) (*attackResult, error) {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return nil, err
 	}
-	resultsPath := filepath.Join(cfg.out, "results.bin")
-	plotPath := filepath.Join(cfg.out, "plot.html")
+	resultsPath := filepath.Join(cfg.out, ph.results)
+	plotPath := filepath.Join(cfg.out, ph.plot)
 	rf, err := os.Create(resultsPath)
 	if err != nil {
 		return nil, err
 	}
 	defer rf.Close()
 	enc := vegeta.NewEncoder(rf)
-	p := plot.New(plot.Title(fmt.Sprintf("impressiond: %s at %s, batch %d", cfg.duration, rateString(cfg.rate), cfg.batch)), plot.Downsample(4000))
+	p := plot.New(plot.Title(ph.title), plot.Downsample(4000))
 
 	// Workers and connections are capped: uncapped, vegeta answers a slow
 	// moment by starting workers that dial new connections, which it then
@@ -196,10 +246,6 @@ func attack(cfg *attackConfig, w *workload, stderr io.Writer) (*attackResult, er
 		vegeta.MaxWorkers(uint64(cfg.workers)),
 		vegeta.Client(&http.Client{Transport: transport, Timeout: cfg.timeout}),
 	}
-	pacer := vegeta.Pacer(vegeta.Rate{Freq: cfg.rate, Per: time.Second})
-	if cfg.rate == 0 {
-		pacer = vegeta.ConstantPacer{}
-	}
 	atk := vegeta.NewAttacker(opts...)
 
 	sig := make(chan os.Signal, 1)
@@ -220,7 +266,7 @@ func attack(cfg *attackConfig, w *workload, stderr io.Writer) (*attackResult, er
 	}()
 
 	res := &attackResult{files: []string{resultsPath, plotPath}}
-	for r := range atk.Attack(targeter(cfg, w), pacer, cfg.duration, "impressiond") {
+	for r := range atk.Attack(ph.tr, ph.pacer, ph.duration, "impressiond") {
 		sent.Add(1)
 		res.metrics.Add(r)
 		if err := enc.Encode(r); err != nil {
