@@ -123,10 +123,13 @@ type Store struct {
 	offset                         int64        // ClockOffset in µs
 	skew                           atomic.Int64 // Redis's clock minus now's, µs, as last measured
 	epochRetries                   atomic.Uint64
-	m, k                           uint
-	// genBytes is a bloom generation's size, the m bits rounded up to
-	// bytes, as a script argument.
-	genBytes string
+	// pool sizes a campaign's bloom sub-filters (zero in exact mode);
+	// slotKeys are their key suffixes, poolArgv the bloom scripts'
+	// arguments that never change (see poolArgs).
+	pool     sketch.Pool
+	slotKeys []string
+	poolArgv [6]string
+	poolFull atomic.Uint64
 
 	// batchSlots bounds the batches in flight to Redis (see Track).
 	batchSlots chan struct{}
@@ -179,15 +182,14 @@ func Open(o Options) (*Store, error) {
 
 		batchSlots: make(chan struct{}, maxBatchesInFlight),
 	}
-	if !s.exact {
-		if s.m, s.k, err = sketch.FilterLayout(d); err != nil {
-			return nil, err
-		}
-		s.genBytes = strconv.Itoa(int(s.m+7) / 8)
-	}
 	s.sliceArg = strconv.FormatInt(s.sliceUS, 10)
 	s.slicesArg = strconv.Itoa(s.slices)
 	s.offsetArg = strconv.FormatInt(s.offset, 10)
+	if !s.exact {
+		if err := s.initPool(d, (int64(d.TTL)+999)/1000); err != nil {
+			return nil, err
+		}
+	}
 	s.check()
 	s.wg.Add(1)
 	go s.watch()
@@ -275,9 +277,16 @@ func (s *Store) EpochRetries() uint64 { return s.epochRetries.Load() }
 // (a health check reads TIME every quarter second).
 func (s *Store) ClockSkew() time.Duration { return time.Duration(s.skew.Load()) * time.Microsecond }
 
-// Layout returns the bits and hash count of one bloom generation of one
-// campaign (0, 0 in exact mode).
-func (s *Store) Layout() (m, k uint) { return s.m, s.k }
+// Layout returns the pool of bloom sub-filters of one campaign (the zero
+// Pool in exact mode).
+func (s *Store) Layout() sketch.Pool { return s.pool }
+
+// MaxBytesPerCampaign returns the most Redis memory the bloom sub-filters
+// of one campaign take, their bitmaps' bytes: Slots × Bits/8, whatever the
+// traffic (0 in exact mode).
+func (s *Store) MaxBytesPerCampaign() uint64 {
+	return uint64(s.pool.Slots) * uint64((s.pool.Bits+7)/8)
+}
 
 func (s *Store) watch() {
 	defer s.wg.Done()
