@@ -201,6 +201,9 @@ func TestTTLExpiry(t *testing.T) {
 			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices, Redis's clock
 			srv.FlushAll(t)
 			track(t, short, Item{"d", []byte("u"), 1})
+			if mode == "bloom" && len(redisKeys(t, short, "imp:{d}:bp*")) != 2 {
+				t.Fatalf("bloom keys after one pair: %v, want a sub-filter and the pool's hash", redisKeys(t, short, "imp:{d}:*"))
+			}
 			deadline := time.Now().Add(5 * time.Second) // a real Redis expires them: bounded generously
 			for dbsize(t, short) > 2 {                  // the total and the minute stay
 				if time.Now().After(deadline) {
