@@ -28,6 +28,9 @@ import (
 // write, and the call is made again for that slice. Guesses go wrong only
 // within a round trip of a slice boundary, or right after an instance's
 // clock steps; each costs one more round trip, never a wrong answer.
+// That is exact mode: bloom mode's keys (the slots of a campaign's pool,
+// see pool.go) do not name the slice, so its scripts read the shared
+// clock and never answer EPOCH.
 //
 // Redis's TIME has microsecond resolution, so a slice is a whole number of
 // microseconds in this store: TTL/K rounded up, which can lengthen the
