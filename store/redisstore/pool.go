@@ -50,7 +50,8 @@ import (
 // poolLua is the Lua the bloom scripts share. A pool p is loaded from
 // KEYS[mk] and the slot keys KEYS[s0 + i], i in 0..P−1.
 const poolLua = sharedClockLua + `
-local function ms(us) return string.format('%d', math.ceil(us / 1000)) end
+local function int(x) return string.format('%d', x) end
+local function ms(us) return int(math.ceil(us / 1000)) end
 
 local function loadPool(mk, s0, ttl, now)
   local p = {mk = KEYS[mk], s0 = s0, slots = #KEYS - s0 + 1, f = {}, l = {}, n = {}, full = 0, touched = {}}
@@ -104,18 +105,18 @@ local function added(p, i, now)
 end
 
 local function savePool(p, now, ttl, slice)
-  local args = {'o', p.open}
+  local args = {'o', int(p.open)}
   for i in pairs(p.touched) do
     args[#args + 1] = 'f' .. i
-    args[#args + 1] = string.format('%d', p.f[i])
+    args[#args + 1] = int(p.f[i])
     args[#args + 1] = 'l' .. i
-    args[#args + 1] = string.format('%d', p.l[i])
+    args[#args + 1] = int(p.l[i])
     args[#args + 1] = 'n' .. i
-    args[#args + 1] = p.n[i]
+    args[#args + 1] = int(p.n[i])
     redis.call('PEXPIRE', KEYS[p.s0 + i], ms(p.l[i] + ttl - now))
   end
   redis.call('HSET', p.mk, unpack(args))
-  if p.full > 0 then redis.call('HINCRBY', p.mk, 'x', p.full) end
+  if p.full > 0 then redis.call('HINCRBY', p.mk, 'x', int(p.full)) end
   redis.call('PEXPIRE', p.mk, ms(ttl + slice))
 end
 `
