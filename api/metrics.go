@@ -249,4 +249,6 @@ func (s *Server) writeRedisMetrics(w io.Writer, help func(name, typ, text string
 	fmt.Fprintf(w, "impressiond_redis_clock_offset_seconds %g\n", -s.remote.ClockSkew().Seconds())
 	help("impressiond_redis_slice_retries_total", "counter", "Dedup calls made again because this instance guessed the shared clock's slice wrong (near a slice boundary, or after its clock stepped).")
 	fmt.Fprintf(w, "impressiond_redis_slice_retries_total %d\n", s.remote.EpochRetries())
+	help("impressiond_redis_bloom_pool_full_total", "counter", "Pairs this instance added to a campaign's full pool of bloom sub-filters (more than -dedup-capacity distinct pairs within a TTL): counted, but the campaign's false-positive rate rises above -dedup-fp while it lasts.")
+	fmt.Fprintf(w, "impressiond_redis_bloom_pool_full_total %d\n", s.remote.PoolFull())
 }

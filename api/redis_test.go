@@ -112,7 +112,8 @@ func TestRedisUnavailable(t *testing.T) {
 	s.do("POST", "/api/v1/impressions", `{"campaign_id":"c","user_id":"u","timestamp":"2000-01-01T00:00:00Z"}`).want(t, 422)
 	s.do("GET", "/readyz", "").want(t, 503)
 	if m := string(s.do("GET", "/metrics", "").want(t, 200).body); !strings.Contains(m, "impressiond_redis_up 0") ||
-		!strings.Contains(m, "\nimpressiond_redis_clock_offset_seconds ") || !strings.Contains(m, "\nimpressiond_redis_slice_retries_total 0\n") {
+		!strings.Contains(m, "\nimpressiond_redis_clock_offset_seconds ") || !strings.Contains(m, "\nimpressiond_redis_slice_retries_total 0\n") ||
+		!strings.Contains(m, "\nimpressiond_redis_bloom_pool_full_total 0\n") {
 		t.Fatal("metrics do not show Redis down")
 	}
 

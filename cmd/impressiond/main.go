@@ -135,9 +135,10 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 
 	if shared != nil {
-		if m, k := shared.Layout(); m > 0 {
-			log.Info("bloom dedup in Redis: per active campaign, K+1 bitmaps", "bits_each", m, "k", k,
-				"redis_bytes_per_campaign", (uint64(m)/8+1)*uint64(cfg.dedupSlices+1))
+		if p := shared.Layout(); p.Slots > 0 {
+			log.Info("bloom dedup in Redis: per active campaign, a pool of at most P sub-filters", "p", p.Slots,
+				"bits_each", p.Bits, "k", p.Hashes, "pairs_each", p.Load,
+				"redis_bytes_per_campaign", shared.MaxBytesPerCampaign())
 		}
 		if !shared.Healthy() {
 			log.Warn("Redis does not answer yet; requests that need it get 503 until it does", "store", redisstore.Redact(cfg.store))

@@ -28,27 +28,41 @@ import (
 // write, and the call is made again for that slice. Guesses go wrong only
 // within a round trip of a slice boundary, or right after an instance's
 // clock steps; each costs one more round trip, never a wrong answer.
+// That is exact mode: bloom mode's keys (the slots of a campaign's pool,
+// see pool.go) do not name the slice, so its scripts read the shared
+// clock and never answer EPOCH.
 //
 // Redis's TIME has microsecond resolution, so a slice is a whole number of
 // microseconds in this store: TTL/K rounded up, which can lengthen the
 // window by at most K microseconds and never shortens it.
 
-// clockPrelude is the Lua that every dedup script starts with. ARGV[1] is
-// the shared clock in Unix µs, or empty to read Redis's TIME; ARGV[2] the
-// clock offset in µs; ARGV[3] the slice in µs; ARGV[4] the slice the
-// caller built its keys for; ARGV[5] K. sliceTTL returns the milliseconds
-// the newest generation has left in the window, or nil, the slice and the
-// clock when the caller's guess is wrong.
-const clockPrelude = `
-local function sliceTTL()
+// sharedClockLua defines the Lua function sharedClock(clock, offset): the
+// shared clock in Unix µs, a double (exact below 2^53 µs, past year
+// 2200): clock if it is not empty (Options.Clock), else Redis's TIME,
+// plus offset µs (Options.ClockOffset). Every dedup script reads its
+// "now" from it.
+const sharedClockLua = `
+local function sharedClock(clock, offset)
   local now
-  if ARGV[1] ~= '' then
-    now = tonumber(ARGV[1])
+  if clock ~= '' then
+    now = tonumber(clock)
   else
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
-  now = now + tonumber(ARGV[2])
+  return now + tonumber(offset)
+end
+`
+
+// clockPrelude is the Lua that every exact-mode script starts with. ARGV[1]
+// is the shared clock in Unix µs, or empty to read Redis's TIME; ARGV[2]
+// the clock offset in µs; ARGV[3] the slice in µs; ARGV[4] the slice the
+// caller built its keys for; ARGV[5] K. sliceTTL returns the milliseconds
+// the newest generation has left in the window, or nil, the slice and the
+// clock when the caller's guess is wrong.
+const clockPrelude = sharedClockLua + `
+local function sliceTTL()
+  local now = sharedClock(ARGV[1], ARGV[2])
   local s = tonumber(ARGV[3])
   local e = math.floor(now / s)
   if e * s > now then e = e - 1 elseif (e + 1) * s <= now then e = e + 1 end

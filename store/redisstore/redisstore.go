@@ -16,30 +16,50 @@
 //	                         counted in that slice (Redis's Unix µs divided
 //	                         by the slice's µs); expires when the slice
 //	                         leaves the window
-//	imp:{id}:bf:<slice>      bloom mode: one generation's bitmap; likewise
+//	imp:{id}:bp:<i>          bloom mode: sub-filter i of the campaign's
+//	                         pool, i in 0..P−1 (see pool.go); expires
+//	                         when its last pair is a TTL old
+//	imp:{id}:bpm             bloom mode: hash of the pool's metadata (each
+//	                         sub-filter's first and last arrival and
+//	                         pairs, the open one, pairs added to a full
+//	                         pool); expires TTL+TTL/K after the last write
 //	imp:campaigns            hash: campaign id → "<start> <name>"; one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
 //
+// Keys imp:{id}:bf:<slice> of earlier versions (one bloom generation per
+// slice) are no longer read or written; they expire by themselves within
+// TTL+TTL/K.
+//
 // # Guarantees
 //
 // Dedup and count of one impression are one script call, so two instances
-// racing on one pair count it once. Both modes keep the K+1 generations of
-// the in-process windows (package sketch), one Redis key per campaign and
-// slice, with the same window: a repeat is never counted within the TTL,
-// always after TTL+TTL/K. That window runs on Redis's clock, read inside
-// the script, never on an instance's: instances whose clocks disagree by
-// hours still agree on every pair, and every generation key expires
+// racing on one pair count it once. Both modes keep the window of the
+// in-process ones (package sketch): a repeat is never counted within the
+// TTL, always after TTL+TTL/K. That window runs on Redis's clock, read
+// inside the script, never on an instance's: instances whose clocks
+// disagree by hours still agree on every pair, and every key expires
 // relative to Redis's clock, so none is created already expired (see
-// clock.go). Exact mode's
-// generations are sets of user ids, so it never takes a new pair for a
-// repeat; a batch asks each generation about all its items with one
-// SMISMEMBER, which is what lets a batch beat one SET NX per pair. Bloom
-// mode's are bitmaps sized like sketch.Bloom for Capacity pairs per TTL per
-// campaign: the same false-positive bound, and memory fixed at K+1 filters
-// per active campaign. A request that fails (timeout, Redis down)
-// may or may not have been applied; a retry never counts twice, because
-// the pair was recorded by the same script that counted it.
+// clock.go).
+//
+// Exact mode keeps K+1 generations, one Redis set of user ids per campaign
+// and slice, so it never takes a new pair for a repeat; a batch asks each
+// generation about all its items with one SMISMEMBER, which is what lets
+// a batch beat one SET NX per pair.
+//
+// Bloom mode keeps, per campaign, a pool of at most P unblocked bitmaps
+// (sketch.UnblockedPool), each taking at most Load pairs within one slice
+// of time: while no TTL-long interval holds more than Capacity distinct
+// pairs of a campaign, however they are spread (evenly, all in one
+// minute, in bursts), a new pair is taken for a repeat with probability
+// at most FalsePositiveRate, and the campaign's memory is at most P
+// bitmaps (MaxBytesPerCampaign). Past that, the pool stops growing and
+// its false-positive rate rises instead (PoolFull counts those pairs);
+// no pair is ever counted twice.
+//
+// A request that fails (timeout, Redis down) may or may not have been
+// applied; a retry never counts twice, because the pair was recorded by
+// the same script that counted it.
 package redisstore
 
 import (
@@ -123,10 +143,13 @@ type Store struct {
 	offset                         int64        // ClockOffset in µs
 	skew                           atomic.Int64 // Redis's clock minus now's, µs, as last measured
 	epochRetries                   atomic.Uint64
-	m, k                           uint
-	// genBytes is a bloom generation's size, the m bits rounded up to
-	// bytes, as a script argument.
-	genBytes string
+	// pool sizes a campaign's bloom sub-filters (zero in exact mode);
+	// slotKeys are their key suffixes, poolArgv the bloom scripts'
+	// arguments that never change (see poolArgs).
+	pool     sketch.Pool
+	slotKeys []string
+	poolArgv [6]string
+	poolFull atomic.Uint64
 
 	// batchSlots bounds the batches in flight to Redis (see Track).
 	batchSlots chan struct{}
@@ -179,15 +202,14 @@ func Open(o Options) (*Store, error) {
 
 		batchSlots: make(chan struct{}, maxBatchesInFlight),
 	}
-	if !s.exact {
-		if s.m, s.k, err = sketch.FilterLayout(d); err != nil {
-			return nil, err
-		}
-		s.genBytes = strconv.Itoa(int(s.m+7) / 8)
-	}
 	s.sliceArg = strconv.FormatInt(s.sliceUS, 10)
 	s.slicesArg = strconv.Itoa(s.slices)
 	s.offsetArg = strconv.FormatInt(s.offset, 10)
+	if !s.exact {
+		if err := s.initPool(d, (int64(d.TTL)+999)/1000); err != nil {
+			return nil, err
+		}
+	}
 	s.check()
 	s.wg.Add(1)
 	go s.watch()
@@ -267,17 +289,25 @@ func (s *Store) Close() {
 func (s *Store) Healthy() bool { return s.healthy.Load() }
 
 // EpochRetries returns how many script calls were made again because this
-// instance guessed the shared clock's slice wrong (see Track): a handful
-// per slice boundary is normal, a steady rate means a clock that jumps.
+// instance guessed the shared clock's slice wrong (see Track), in exact
+// mode (bloom mode never guesses): a handful per slice boundary is
+// normal, a steady rate means a clock that jumps.
 func (s *Store) EpochRetries() uint64 { return s.epochRetries.Load() }
 
 // ClockSkew returns Redis's clock minus this instance's, as last measured
 // (a health check reads TIME every quarter second).
 func (s *Store) ClockSkew() time.Duration { return time.Duration(s.skew.Load()) * time.Microsecond }
 
-// Layout returns the bits and hash count of one bloom generation of one
-// campaign (0, 0 in exact mode).
-func (s *Store) Layout() (m, k uint) { return s.m, s.k }
+// Layout returns the pool of bloom sub-filters of one campaign (the zero
+// Pool in exact mode).
+func (s *Store) Layout() sketch.Pool { return s.pool }
+
+// MaxBytesPerCampaign returns the most Redis memory the bloom sub-filters
+// of one campaign take, their bitmaps' bytes: Slots × Bits/8, whatever the
+// traffic (0 in exact mode).
+func (s *Store) MaxBytesPerCampaign() uint64 {
+	return uint64(s.pool.Slots) * uint64((s.pool.Bits+7)/8)
+}
 
 func (s *Store) watch() {
 	defer s.wg.Done()

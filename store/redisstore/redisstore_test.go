@@ -1,8 +1,10 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -199,6 +201,9 @@ func TestTTLExpiry(t *testing.T) {
 			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices, Redis's clock
 			srv.FlushAll(t)
 			track(t, short, Item{"d", []byte("u"), 1})
+			if mode == "bloom" && len(redisKeys(t, short, "imp:{d}:bp*")) != 2 {
+				t.Fatalf("bloom keys after one pair: %v, want a sub-filter and the pool's hash", redisKeys(t, short, "imp:{d}:*"))
+			}
 			deadline := time.Now().Add(5 * time.Second) // a real Redis expires them: bounded generously
 			for dbsize(t, short) > 2 {                  // the total and the minute stay
 				if time.Now().After(deadline) {
@@ -271,27 +276,90 @@ func TestSkewedInstances(t *testing.T) {
 	}
 }
 
-// checkGenerationTTLs fails unless every generation key in Redis expires
-// within the window its slice has left: more than (K−1)·TTL/K (the oldest
-// live one was created at least that long before it leaves) and at most
-// (K+1)·TTL/K.
+// checkGenerationTTLs fails unless every dedup key in Redis expires within
+// the window. Exact mode: every generation within the window its slice has
+// left, more than (K−1)·TTL/K (the oldest live one was created at least
+// that long before it leaves) and at most (K+1)·TTL/K. Bloom mode: see
+// checkPoolTTLs.
 func checkGenerationTTLs(t *testing.T, s *Store, ttl time.Duration, k int) {
 	t.Helper()
-	c := *s.client.Load()
-	keys, err := c.Do(t.Context(), c.B().Keys().Pattern("imp:{*}:[xb][sf]:*").Build()).AsStrSlice()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("generation keys: %v, %v", keys, err)
+	if !s.exact {
+		checkPoolTTLs(t, s, ttl, k)
+		return
 	}
 	slice := ttl / time.Duration(k)
+	keys := redisKeys(t, s, "imp:{*}:xs:*")
+	if len(keys) == 0 {
+		t.Fatal("no generation keys")
+	}
 	for _, key := range keys {
-		ms, err := c.Do(t.Context(), c.B().Pttl().Key(key).Build()).AsInt64()
+		if d := pttl(t, s, key); d <= time.Duration(k-1)*slice || d > time.Duration(k+1)*slice {
+			t.Fatalf("generation %s expires in %s; want within (%s, %s]", key, d, time.Duration(k-1)*slice, time.Duration(k+1)*slice)
+		}
+	}
+}
+
+// checkPoolTTLs fails unless every campaign's pool is consistent and
+// expires within the window: the metadata hash and every sub-filter it
+// lists exist with a TTL in (0, TTL + TTL/K], and no sub-filter key exists
+// that the hash does not list.
+func checkPoolTTLs(t *testing.T, s *Store, ttl time.Duration, k int) {
+	t.Helper()
+	max := ttl + ttl/time.Duration(k)
+	metas := redisKeys(t, s, "imp:{*}:bpm")
+	if len(metas) == 0 {
+		t.Fatal("no pool metadata keys")
+	}
+	listed := map[string]bool{}
+	for _, meta := range metas {
+		prefix := strings.TrimSuffix(meta, "bpm")
+		c := *s.client.Load()
+		h, err := c.Do(t.Context(), c.B().Hgetall().Key(meta).Build()).AsStrMap()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := time.Duration(ms) * time.Millisecond; d <= time.Duration(k-1)*slice || d > time.Duration(k+1)*slice {
-			t.Fatalf("generation %s expires in %s (PTTL %d); want within (%s, %s]", key, d, ms, time.Duration(k-1)*slice, time.Duration(k+1)*slice)
+		for f := range h {
+			if strings.HasPrefix(f, "l") {
+				listed[prefix+"bp:"+f[1:]] = true
+			}
+		}
+		if d := pttl(t, s, meta); d <= 0 || d > max {
+			t.Fatalf("pool metadata %s expires in %s; want within (0, %s]", meta, d, max)
 		}
 	}
+	for key := range listed {
+		if d := pttl(t, s, key); d <= 0 || d > max {
+			t.Fatalf("sub-filter %s expires in %s; want within (0, %s]", key, d, max)
+		}
+	}
+	for _, key := range redisKeys(t, s, "imp:{*}:bp:*") {
+		if !listed[key] {
+			t.Fatalf("sub-filter %s is in Redis but not in its pool's metadata", key)
+		}
+	}
+}
+
+// redisKeys returns the keys matching pattern.
+func redisKeys(t testing.TB, s *Store, pattern string) []string {
+	t.Helper()
+	c := *s.client.Load()
+	keys, err := c.Do(context.Background(), c.B().Keys().Pattern(pattern).Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// pttl returns the time key has left to live, negative if it has no expiry
+// (−1ms) or does not exist (−2ms).
+func pttl(t testing.TB, s *Store, key string) time.Duration {
+	t.Helper()
+	c := *s.client.Load()
+	ms, err := c.Do(context.Background(), c.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // TestSteppedClock: an instance whose clock steps two hours after it

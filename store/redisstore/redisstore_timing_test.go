@@ -15,15 +15,17 @@ import (
 // in batches of 1000, their arrival times spread over one TTL (so every one
 // of the K+1 generations holds its share, as in steady traffic), and
 // reports Redis's used_memory growth per pair, for each mode. Bloom is
-// sized for 210,000 pairs per TTL; its memory is fixed by that size, not
-// by the pairs. Run with -benchtime 1x.
+// sized for 210,000 pairs per TTL; its memory is bounded by that size (at
+// most P sub-filters, "bound-bytes"), not by the pairs; "campaign-bytes"
+// is what the campaign's keys hold once the TTL is full. Run with
+// -benchtime 1x.
 func BenchmarkRedisMemoryPerPair(b *testing.B) {
 	const pairs = 210_000
 	for _, mode := range []string{"exact", "bloom"} {
 		b.Run(mode, func(b *testing.B) {
 			srv := redistest.Start(b)
 			var now time.Time // the shared clock, moved over one TTL below
-			s, err := Open(Options{URL: srv.URL, Mode: mode, Clock: func() time.Time { return now }, Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: pairs, FalsePositiveRate: 0.001}})
+			s, err := Open(Options{URL: srv.URL, Mode: mode, Timeout: 5 * time.Second, Clock: func() time.Time { return now }, Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: pairs, FalsePositiveRate: 0.001}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -45,6 +47,45 @@ func BenchmarkRedisMemoryPerPair(b *testing.B) {
 				}
 				b.ReportMetric(float64(usedMemory(b, s)-before)/pairs, "bytes/pair")
 				b.ReportMetric(float64(keysMemory(b, s, "imp:{c}:*"))/pairs, "key-bytes/pair")
+				if mode == "bloom" {
+					b.ReportMetric(float64(keysMemory(b, s, "imp:{c}:bp*")), "campaign-bytes")
+					b.ReportMetric(float64(s.MaxBytesPerCampaign()), "bound-bytes")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRedisPoolMemory reports, for bloom mode at the default
+// -dedup-capacity and -dedup-fp and at the pool tests' capacity, the Redis
+// memory of one sub-filter (MEMORY USAGE of its key, once one pair opened
+// it), the pool's P, and the bound P × that per campaign. Run with
+// -benchtime 1x.
+func BenchmarkRedisPoolMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		d    sketch.Options
+	}{
+		{"defaults", sketch.Options{}},
+		{"capacity=20000,fp=0.01", sketch.Options{Capacity: 20_000, FalsePositiveRate: 0.01}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := redistest.Start(b)
+			s, err := Open(Options{URL: srv.URL, Mode: "bloom", Timeout: 5 * time.Second, Dedup: tc.d})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for range b.N {
+				srv.FlushAll(b)
+				if err := s.Track([]Item{{Campaign: "c", User: []byte("u"), Minute: 1}}, make([]bool, 1)); err != nil {
+					b.Fatal(err)
+				}
+				one := keysMemory(b, s, "imp:{c}:bp:*")
+				b.ReportMetric(float64(one), "bytes/sub-filter")
+				b.ReportMetric(float64(s.Layout().Slots), "P")
+				b.ReportMetric(float64(one)*float64(s.Layout().Slots), "bytes/campaign-bound")
+				b.ReportMetric(float64(keysMemory(b, s, "imp:{c}:bpm")), "meta-bytes")
 			}
 		})
 	}

@@ -1,13 +1,12 @@
 package redisstore
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/impressiond/impressiond/sketch"
 )
 
 // Item is one impression to dedup and count: its campaign, user and
@@ -65,58 +64,6 @@ for mk, c in pairs(per) do
 end
 return out`)
 
-// bloomScript dedups and counts the items of one campaign against its
-// generations. KEYS: the total, nm minute keys, then the K+1 generation
-// keys, newest first. ARGV: the clock arguments (clockPrelude), the minute
-// keys' TTL in s, nm, k, a generation's size in bytes, then per item its
-// minute key index and its k bit positions. An item is a repeat if every
-// position is set in some generation; otherwise its positions are set in
-// the newest one. Each generation is probed bit by bit and given up at its
-// first clear bit, so a new pair costs about two GETBITs per generation. A
-// generation is created at its full size (see bloomOneScript).
-var bloomScript = rueidis.NewLuaScript(clockPrelude + `
-local nm, k = tonumber(ARGV[7]), tonumber(ARGV[8])
-local g0 = 2 + nm
-local out, per, counted = {}, {}, 0
-local created = false
-local i, a = 0, 10
-while a <= #ARGV do
-  i = i + 1
-  local seen = false
-  for g = g0, #KEYS do
-    local all = true
-    for j = 1, k do
-      if redis.call('GETBIT', KEYS[g], ARGV[a + j]) == 0 then all = false; break end
-    end
-    if all then seen = true; break end
-  end
-  if seen then
-    out[i] = 0
-  else
-    if not created then
-      created = true
-      if redis.call('EXISTS', KEYS[g0]) == 0 then
-        redis.call('SET', KEYS[g0], string.rep('\0', tonumber(ARGV[9])), 'PX', ttl)
-      end
-    end
-    for j = 1, k do redis.call('SETBIT', KEYS[g0], ARGV[a + j], 1) end
-    local mk = 2 + tonumber(ARGV[a])
-    per[mk] = (per[mk] or 0) + 1
-    counted = counted + 1
-    out[i] = 1
-  end
-  a = a + 1 + k
-end
-if counted > 0 then
-  redis.call('PEXPIRE', KEYS[g0], ttl)
-  redis.call('INCRBY', KEYS[1], counted)
-end
-for mk, n in pairs(per) do
-  redis.call('INCRBY', KEYS[mk], n)
-  redis.call('EXPIRE', KEYS[mk], ARGV[6])
-end
-return out`)
-
 // exactOneScript is exactScript for one item, without its tables: the
 // single-impression path, where the script's own overhead is most of the
 // cost. KEYS: the total, the minute key, the K+1 generations newest first.
@@ -132,63 +79,28 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) 
 redis.call('INCR', KEYS[1])
 return 1`)
 
-// bloomOneScript is bloomScript for one item. ARGV: the clock arguments
-// (clockPrelude), the minute key's TTL in s, a generation's size in bytes,
-// then the arguments of the BITFIELD that sets the item's k positions
-// ("SET", "u1", position, "1", ...): the script passes them through as they
-// are, and reads the positions off every fourth.
-//
-// A generation is created at its full size with SET, not grown by its
-// first SETBIT: Redis grows a string to twice what it needs below 1 MB,
-// which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(clockPrelude + `
-for g = 3, #KEYS do
-  local all = true
-  for j = 10, #ARGV, 4 do
-    if redis.call('GETBIT', KEYS[g], ARGV[j]) == 0 then all = false; break end
-  end
-  if all then return 0 end
-end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('SET', KEYS[3], string.rep('\0', tonumber(ARGV[7])), 'PX', ttl)
-end
-redis.call('BITFIELD', KEYS[3], unpack(ARGV, 8))
-redis.call('PEXPIRE', KEYS[3], ttl)
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
-redis.call('INCR', KEYS[1])
-return 1`)
-
 // trackOne is Track for a single item: one script call, auto-pipelined by
-// the client with the calls of concurrent requests, and one more for each
-// wrong guess of the shared clock's slice (see clockPrelude).
+// the client with the calls of concurrent requests; in exact mode, one
+// more for each wrong guess of the shared clock's slice (see clockPrelude).
 func (s *Store) trackOne(it *Item) (bool, error) {
 	c, err := s.conn()
 	if err != nil {
 		return false, s.fail("track", err)
+	}
+	if !s.exact {
+		return s.trackBloomOne(c, it)
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	clockArg, e := s.guess()
 	t := tag(it.Campaign)
 	var keyBuf [3 + maxSlices]string
-	var argBuf [clockArgs + 3 + 4*64]string
+	var argBuf [clockArgs + 2]string
 	for try := 1; ; try++ {
 		keys := append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10))
 		keys = s.appendGenerations(keys, t, e)
-		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg)
-		script := exactOneScript
-		if s.exact {
-			args = append(args, string(it.User))
-		} else {
-			script = bloomOneScript
-			args = append(args, s.genBytes)
-			var pos [64]uint64
-			sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.m, pos[:s.k])
-			for _, p := range pos[:s.k] {
-				args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
-			}
-		}
-		n, err := script.Exec(ctx, c, keys, args).AsInt64()
+		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
+		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
 		if miss, ok := asEpochMiss(err); ok {
 			if e, err = s.retryEpoch(miss, try); err != nil {
 				return false, s.fail("track", err)
@@ -219,13 +131,10 @@ const maxSlices = 16
 
 var minuteTTLArg = strconv.Itoa(int(minuteTTL / time.Second))
 
-// appendGenerations appends the keys of the generations of slices e, e-1,
-// ..., e-K, newest first.
+// appendGenerations appends the keys of the exact-mode generations of
+// slices e, e-1, ..., e-K, newest first.
 func (s *Store) appendGenerations(keys []string, t string, e int64) []string {
-	gen := t + "bf:"
-	if s.exact {
-		gen = t + "xs:"
-	}
+	gen := t + "xs:"
 	for g := 0; g <= s.slices; g++ {
 		keys = append(keys, gen+strconv.FormatInt(e-int64(g), 10))
 	}
@@ -280,14 +189,51 @@ func (s *Store) Track(items []Item, counted []bool) error {
 			return s.fail("track", fmt.Errorf("%d large batches already in flight: %w", cap(s.batchSlots), ctx.Err()))
 		}
 	}
-	script := bloomScript
-	if s.exact {
-		script = exactScript
-	}
 	client, err := s.conn()
 	if err != nil {
 		return s.fail("track", err)
 	}
+	if !s.exact {
+		return s.trackBloom(ctx, client, items, owners, counted)
+	}
+	return s.trackExact(ctx, client, items, owners, counted)
+}
+
+// execAll runs the calls of script, pipelined if more than one.
+func execAll(ctx context.Context, c rueidis.Client, script *rueidis.Lua, execs []rueidis.LuaExec) []rueidis.RedisResult {
+	if len(execs) == 1 {
+		return []rueidis.RedisResult{script.Exec(ctx, c, execs[0].Keys, execs[0].Args)}
+	}
+	return script.ExecMulti(ctx, c, execs...)
+}
+
+// trackBloom makes the bloomScript calls of owners, one per campaign and
+// up to 1000 items, in one pipeline.
+func (s *Store) trackBloom(ctx context.Context, client rueidis.Client, items []Item, owners [][]int, counted []bool) error {
+	clockArg := s.clockArg()
+	execs := make([]rueidis.LuaExec, len(owners))
+	for o, idx := range owners {
+		execs[o] = s.bloomExec(items, idx, clockArg)
+	}
+	for o, r := range execAll(ctx, client, bloomScript, execs) {
+		out, err := r.AsIntSlice()
+		if err != nil {
+			return s.fail("track", err)
+		}
+		if len(out) != len(owners[o])+1 {
+			return s.fail("track", fmt.Errorf("bloom script answered %d values for %d items", len(out), len(owners[o])))
+		}
+		for k, i := range owners[o] {
+			counted[i] = out[k] == 1
+		}
+		s.poolFull.Add(uint64(out[len(out)-1]))
+	}
+	return nil
+}
+
+// trackExact makes the exactScript calls of owners in one pipeline, and
+// again those whose guess of the slice was wrong.
+func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []Item, owners [][]int, counted []bool) error {
 	clockArg, e := s.guess()
 	pending := make([]int, len(owners)) // calls still to make, and their slices
 	epochs := make([]int64, len(owners))
@@ -297,16 +243,10 @@ func (s *Store) Track(items []Item, counted []bool) error {
 	for try := 1; len(pending) > 0; try++ {
 		execs := make([]rueidis.LuaExec, len(pending))
 		for j, o := range pending {
-			execs[j] = s.exec(items, owners[o], clockArg, epochs[o])
-		}
-		var results []rueidis.RedisResult
-		if len(execs) == 1 {
-			results = []rueidis.RedisResult{script.Exec(ctx, client, execs[0].Keys, execs[0].Args)}
-		} else {
-			results = script.ExecMulti(ctx, client, execs...)
+			execs[j] = s.exactExec(items, owners[o], clockArg, epochs[o])
 		}
 		missed := pending[:0]
-		for j, r := range results {
+		for j, r := range execAll(ctx, client, exactScript, execs) {
 			o := pending[j]
 			out, err := r.AsIntSlice()
 			if miss, ok := asEpochMiss(err); ok {
@@ -328,14 +268,12 @@ func (s *Store) Track(items []Item, counted []bool) error {
 	return nil
 }
 
-// exec builds one script call for the items idx of one campaign, for
-// slice e.
-func (s *Store) exec(items []Item, idx []int, clockArg string, e int64) rueidis.LuaExec {
-	c := items[idx[0]].Campaign
-	t := tag(c)
-	keys := []string{t + "total"}
+// minuteKeys returns the total's key and the minute keys of the items idx
+// of campaign tag t, and each item's index among the minute keys.
+func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int) {
+	keys = []string{t + "total"}
 	minuteIdx := map[int64]int{}
-	itemMinute := make([]int, len(idx))
+	itemMinute = make([]int, len(idx))
 	for j, i := range idx {
 		m := items[i].Minute
 		mi, ok := minuteIdx[m]
@@ -346,22 +284,18 @@ func (s *Store) exec(items []Item, idx []int, clockArg string, e int64) rueidis.
 		}
 		itemMinute[j] = mi
 	}
-	keys = s.appendGenerations(keys, t, e)
-	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(len(minuteIdx)))
-	if s.exact {
-		for j, i := range idx {
-			args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
-		}
-		return rueidis.LuaExec{Keys: keys, Args: args}
-	}
-	args = append(args, strconv.Itoa(int(s.k)), s.genBytes)
-	var pos [64]uint64
+	return keys, itemMinute
+}
+
+// exactExec builds one exactScript call for the items idx of one campaign,
+// for slice e.
+func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rueidis.LuaExec {
+	keys, itemMinute := minuteKeys(items, idx, tag(items[idx[0]].Campaign))
+	nm := len(keys) - 1
+	keys = s.appendGenerations(keys, tag(items[idx[0]].Campaign), e)
+	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(nm))
 	for j, i := range idx {
-		args = append(args, strconv.Itoa(itemMinute[j]))
-		sketch.Positions(sketch.KeyOf([]byte(c), items[i].User), s.m, pos[:s.k])
-		for _, p := range pos[:s.k] {
-			args = append(args, strconv.FormatUint(p, 10))
-		}
+		args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
 	}
 	return rueidis.LuaExec{Keys: keys, Args: args}
 }
