@@ -86,6 +86,7 @@ type routeMetrics struct {
 type serverMetrics struct {
 	set                          *metrics.Set // histograms
 	counted, duplicate, rejected shardedCounter
+	dedupLimit                   shardedCounter // batch items refused at -dedup-max-pairs
 	// The single-impression route's outcomes, one add per request: its
 	// request counts are derived from them, so it pays one atomic, not two.
 	single        [singleOutcomes]shardedCounter
@@ -101,6 +102,7 @@ const (
 	singleRejected     // 400, 404, 422: one impression rejected
 	singleUnauthorized // 401: not an impression at all
 	singleUnavailable  // 503: storage failing
+	singleDedupLimit   // 503: the dedup window holds -dedup-max-pairs
 	singleOutcomes
 )
 
@@ -128,7 +130,7 @@ func (s *Server) instrumentSingle(method, route string, h fasthttp.RequestHandle
 	r.derived = func() (c [len(statusClasses)]uint64) {
 		c[0] = m.single[singleCounted].value() + m.single[singleDuplicate].value()
 		c[2] = m.single[singleRejected].value() + m.single[singleUnauthorized].value()
-		c[3] = m.panics.Load() + m.single[singleUnavailable].value()
+		c[3] = m.panics.Load() + m.single[singleUnavailable].value() + m.single[singleDedupLimit].value()
 		return c
 	}
 	return h
@@ -171,10 +173,11 @@ func (s *Server) writeMetrics(w io.Writer) {
 	help := func(name, typ, text string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, typ)
 	}
-	help("impressiond_impressions_total", "counter", "Impressions by outcome: counted, duplicate (within the dedup window), rejected (404/422, or a single impression with a 400).")
+	help("impressiond_impressions_total", "counter", "Impressions by outcome: counted, duplicate (within the dedup window), rejected (404/422, or a single impression with a 400), dedup_limit (a new pair refused with 503 while the exact window holds -dedup-max-pairs).")
 	fmt.Fprintf(w, "impressiond_impressions_total{result=\"counted\"} %d\n", m.counted.value()+m.single[singleCounted].value())
 	fmt.Fprintf(w, "impressiond_impressions_total{result=\"duplicate\"} %d\n", m.duplicate.value()+m.single[singleDuplicate].value())
 	fmt.Fprintf(w, "impressiond_impressions_total{result=\"rejected\"} %d\n", m.rejected.value()+m.single[singleRejected].value())
+	fmt.Fprintf(w, "impressiond_impressions_total{result=\"dedup_limit\"} %d\n", m.dedupLimit.value()+m.single[singleDedupLimit].value())
 
 	help("impressiond_http_requests_total", "counter", "HTTP requests by method, route template and status class.")
 	for _, r := range m.routes {
@@ -211,6 +214,12 @@ func (s *Server) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "impressiond_dedup_generations %d\n", s.dedup.Generations())
 	help("impressiond_dedup_rotations_total", "counter", "Dedup shard generations recycled (bloom: sub-filters freed a TTL after their last pair).")
 	fmt.Fprintf(w, "impressiond_dedup_rotations_total %d\n", s.dedup.Rotations())
+	if x, ok := s.dedup.(*sketch.Exact); ok {
+		help("impressiond_dedup_pairs", "gauge", "Distinct pairs held by the exact dedup window's live generations.")
+		fmt.Fprintf(w, "impressiond_dedup_pairs %d\n", x.Len())
+		help("impressiond_dedup_max_pairs", "gauge", "The most pairs the exact dedup window holds (-dedup-max-pairs); new pairs beyond it get 503. 0 if unbounded.")
+		fmt.Fprintf(w, "impressiond_dedup_max_pairs %d\n", x.MaxPairs())
+	}
 	if b, ok := s.dedup.(*sketch.Bloom); ok {
 		st := b.Stats()
 		help("impressiond_dedup_pool_live", "gauge", "Bloom sub-filters holding pairs, over all shards.")

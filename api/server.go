@@ -133,7 +133,8 @@ func (o *Options) setDefaults() {
 // Server is the impressiond HTTP API. It is safe for concurrent use.
 type Server struct {
 	dedup     sketch.Deduper
-	keyed     keyedDeduper // dedup, when it takes pre-hashed keys (bloom)
+	keyed     keyedDeduper   // dedup, when it takes pre-hashed keys (bloom)
+	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
 	campaigns *campaignTable
 	parsers   fastjson.ParserPool
 	now       func() time.Time
@@ -204,6 +205,7 @@ func New(o Options) (*Server, error) {
 		s.now = s.clock.Now
 	}
 	s.keyed, _ = o.Dedup.(keyedDeduper)
+	s.limited, _ = o.Dedup.(limitedDeduper)
 	if o.DataDir != "" {
 		if err := s.openStore(&o); err != nil {
 			if s.clock != nil {

@@ -51,9 +51,13 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 		dup, e = s.track(&req, s.now(), &last, nil)
 	}
 	if e != nil {
-		if e.code == fasthttp.StatusServiceUnavailable {
+		switch {
+		case e == errDedupLimit:
+			s.countSingle(ctx, singleDedupLimit)
+			s.setRetryAfter(ctx)
+		case e.code == fasthttp.StatusServiceUnavailable:
 			s.countSingle(ctx, singleUnavailable)
-		} else {
+		default:
 			s.countSingle(ctx, singleRejected)
 		}
 		writeError(ctx, e)
@@ -145,7 +149,8 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 }
 
 // batchTally counts a batch's outcomes while its errors are appended.
-type batchTally struct{ counted, dups, rejected int }
+// rejected includes limited, the items refused at the dedup limit.
+type batchTally struct{ counted, dups, rejected, limited int }
 
 // add tallies item i and appends its error, if any, to out.
 func (t *batchTally) add(out []byte, i int, dup bool, e *apiError) []byte {
@@ -155,6 +160,9 @@ func (t *batchTally) add(out []byte, i int, dup bool, e *apiError) []byte {
 			out = append(out, ',')
 		}
 		t.rejected++
+		if e == errDedupLimit {
+			t.limited++
+		}
 		out = append(out, `{"index":`...)
 		out = strconv.AppendInt(out, int64(i), 10)
 		out = append(out, `,"error":`...)
@@ -175,7 +183,11 @@ func (t *batchTally) add(out []byte, i int, dup bool, e *apiError) []byte {
 func (s *Server) writeBatch(ctx *fasthttp.RequestCtx, t *batchTally, errors []byte) {
 	s.metrics.counted.add(ctx, uint64(t.counted))
 	s.metrics.duplicate.add(ctx, uint64(t.dups))
-	s.metrics.rejected.add(ctx, uint64(t.rejected))
+	s.metrics.rejected.add(ctx, uint64(t.rejected-t.limited))
+	if t.limited > 0 {
+		s.metrics.dedupLimit.add(ctx, uint64(t.limited))
+		s.setRetryAfter(ctx)
+	}
 	ctx.SetContentType(contentTypeJSON)
 	var headBuf [96]byte
 	head := append(headBuf[:0], `{"counted":`...)
@@ -219,10 +231,18 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *sto
 		return false, e
 	}
 	var key sketch.Key
-	if s.keyed != nil {
+	switch {
+	case s.keyed != nil:
 		key = sketch.KeyOf(r.campaignID, r.userID)
 		dup = s.keyed.TestAndAddKey(key, now)
-	} else {
+	case s.limited != nil:
+		// A pair refused at the bound was not recorded: it is neither
+		// counted nor logged, and a retry is judged afresh.
+		var err error
+		if dup, err = s.limited.TestAndAddLimited(r.campaignID, r.userID, now); err != nil {
+			return false, errDedupLimit
+		}
+	default:
 		dup = s.dedup.TestAndAdd(r.campaignID, r.userID, now)
 	}
 	if dup {
@@ -238,6 +258,27 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *sto
 		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, user)
 	}
 	return false, nil
+}
+
+// limitedDeduper is a window that bounds the pairs it holds: Exact, whose
+// refusals (sketch.ErrFull) are answered 503 with a Retry-After.
+type limitedDeduper interface {
+	TestAndAddLimited(campaign, user []byte, now time.Time) (seen bool, err error)
+	RetryAfter(now time.Time) time.Duration
+}
+
+// errDedupLimit answers an impression of a new pair while the window holds
+// -dedup-max-pairs pairs: nothing was counted or recorded.
+var errDedupLimit = newError(fasthttp.StatusServiceUnavailable,
+	"dedup limit reached: the dedup window holds -dedup-max-pairs distinct pairs; this impression was not counted, retry after Retry-After seconds")
+
+// setRetryAfter sets Retry-After to the whole seconds until the dedup
+// window next frees room, at least 1.
+func (s *Server) setRetryAfter(ctx *fasthttp.RequestCtx) {
+	d := s.limited.RetryAfter(s.now())
+	secs := max(1, int64((d+time.Second-1)/time.Second))
+	var buf [20]byte
+	ctx.Response.Header.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], secs, 10))
 }
 
 // judge validates one impression arriving at now and finds its campaign:

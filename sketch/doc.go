@@ -81,7 +81,9 @@
 //
 // Exact keeps sets of the pairs themselves instead: it never takes a new
 // pair for a repeat, and its memory grows with the distinct pairs of the
-// last K+1 slices.
+// last K+1 slices, up to Options.MaxPairs pairs: at the bound a new pair is
+// refused (ErrFull from TestAndAddLimited) and not recorded, until
+// generations expire; repeats are still found.
 //
 // # Concurrency
 //

@@ -57,7 +57,9 @@ func (l *ExactLoader) Add(campaign, user []byte, at time.Time) {
 // Close adds every gathered pair to the window: each shard moves to the
 // newest slice gathered (as a pair of that slice would move it), and the
 // pairs of slices still in the window join their generations; the others
-// are dropped.
+// are dropped. The pairs count against Options.MaxPairs, even beyond it:
+// they were counted, so they are kept, and new pairs are refused until
+// enough expire.
 func (l *ExactLoader) Close() {
 	if l.newest == noEpoch {
 		return
@@ -66,7 +68,7 @@ func (l *ExactLoader) Close() {
 	for i := range x.shards {
 		s := &x.shards[i]
 		s.mu.Lock()
-		s.advanceLocked(l.newest, &x.rotations)
+		s.advanceLocked(l.newest, x)
 		for e, sl := range l.slabs[i] {
 			g, ok := s.ring.slot(e)
 			if !ok {
@@ -82,7 +84,8 @@ func (l *ExactLoader) Close() {
 				k := str[2 : 2+n]
 				if _, dup := s.gens[g][k]; !dup {
 					s.gens[g][k] = struct{}{}
-					s.bytes[g] += entryBytes(n)
+					s.bytes[g] += keyBytes(n)
+					x.live.Add(1)
 				}
 				str = str[2+n:]
 			}

@@ -27,6 +27,12 @@ type Options struct {
 	// pair for a repeat, for the whole layer, not one slice. Exact ignores
 	// it. By default 0.001.
 	FalsePositiveRate float64
+
+	// MaxPairs bounds the distinct pairs Exact holds in its live
+	// generations: at the bound, a new pair is refused (see
+	// Exact.TestAndAddLimited) until generations expire. Bloom ignores it.
+	// By default (0) Exact is unbounded.
+	MaxPairs int
 }
 
 // ErrInvalidOptions is wrapped by every constructor error caused by Options.
@@ -65,6 +71,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: ttl/slices must be at least %s, got ttl %s with %d slices", ErrInvalidOptions, minSlice, o.TTL, o.Slices)
 	case o.Capacity < 1:
 		return fmt.Errorf("%w: capacity must be positive, got %d", ErrInvalidOptions, o.Capacity)
+	case o.MaxPairs < 0:
+		return fmt.Errorf("%w: max pairs must not be negative, got %d", ErrInvalidOptions, o.MaxPairs)
 	case !(o.FalsePositiveRate >= minFPRate && o.FalsePositiveRate < 1):
 		return fmt.Errorf("%w: false-positive rate must be in [%g, 1), got %g", ErrInvalidOptions, minFPRate, o.FalsePositiveRate)
 	}

@@ -217,7 +217,9 @@ func (x *Exact) WriteTo(w io.Writer) (int64, error) {
 // shards that lagged behind it are aged to match, and those that had
 // already left the window are dropped, as the writer's next touch of those
 // shards would have dropped them. The pairs are read first and the maps
-// built one at a time after, each at its final size.
+// built one at a time after, each at its final size. The pairs loaded
+// count against Options.MaxPairs, even beyond it (they were counted, so
+// none is dropped); new pairs are then refused until enough expire.
 func (x *Exact) ReadFrom(r io.Reader) (int64, error) {
 	cr := &countingReader{r: r}
 	l := newExactLoad(x)
@@ -233,12 +235,18 @@ func (x *Exact) ReadFrom(r io.Reader) (int64, error) {
 			gens[i], bytes[i] = make([]map[string]struct{}, l.ring.n), make([]int, l.ring.n)
 		}
 	}
+	live := 0
 	for i := range x.shards {
 		s := &x.shards[i]
 		s.mu.Lock()
 		s.ring, s.gens, s.bytes = l.ring, gens[i], bytes[i]
+		for _, g := range s.gens {
+			live += len(g)
+		}
 		s.mu.Unlock()
 	}
+	x.live.Store(int64(live))
+	x.oldest.Store(noEpoch)
 	return cr.n, err
 }
 
@@ -367,8 +375,8 @@ func (l *exactLoad) readGeneration(br *bufio.Reader, untouched bool, age int64) 
 // made at its size: nil for an empty generation, as advanceLocked leaves
 // it. A generation's keys share one string, one allocation instead of one
 // per key; they are dropped together, with their generation. The estimate
-// stays entryBytes, as for pairs counted live, so Bytes survives a round
-// trip. It releases the keys it has filed.
+// stays keyBytes, as for pairs counted live, so Bytes survives a round
+// trip (it overstates the shared keys a little). It releases the keys it has filed.
 func (l *exactLoad) build(i int) ([]map[string]struct{}, []int, error) {
 	gens, bytes := make([]map[string]struct{}, l.ring.n), make([]int, l.ring.n)
 	for g, n := range l.counts[i] {
@@ -379,7 +387,7 @@ func (l *exactLoad) build(i int) ([]map[string]struct{}, []int, error) {
 		for s := string(l.keys[i][g]); len(s) > 0; {
 			kl := int(s[0]) | int(s[1])<<8
 			gens[g][s[2:2+kl]] = struct{}{}
-			bytes[g] += entryBytes(kl)
+			bytes[g] += keyBytes(kl)
 			s = s[2+kl:]
 		}
 		if len(gens[g]) != n {

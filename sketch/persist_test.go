@@ -75,7 +75,7 @@ func TestPersistRoundTrip(t *testing.T) {
 				d.TestAndAdd(camp, user(i), t0.Add(55*time.Minute))
 			}
 			r := restore(t, mode, persistOpts, state(t, d))
-			if r.Bytes() != d.Bytes() {
+			if !sameBytes(mode, r.Bytes(), d.Bytes()) {
 				t.Fatalf("Bytes: restored %d, original %d", r.Bytes(), d.Bytes())
 			}
 			if x, ok := d.(*Exact); ok {

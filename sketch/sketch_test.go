@@ -79,6 +79,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"fp rate 1", Options{FalsePositiveRate: 1}},
 		{"negative fp rate", Options{FalsePositiveRate: -0.1}},
 		{"NaN fp rate", Options{FalsePositiveRate: math.NaN()}},
+		{"negative max pairs", Options{MaxPairs: -1}},
 	} {
 		for _, mode := range []string{"bloom", "exact"} {
 			if _, err := New(mode, tc.o); !errors.Is(err, ErrInvalidOptions) {
@@ -409,6 +410,17 @@ func TestBloomAddFollowsArrival(t *testing.T) {
 	}
 }
 
+// sameBytes reports whether two windows holding the same pairs estimate
+// the same memory: exactly for Bloom; within 8% for Exact, whose shard
+// seed differs from one window to the next, so its pairs fall into maps of
+// other sizes.
+func sameBytes(mode string, got, want int) bool {
+	if mode == "bloom" {
+		return got == want
+	}
+	return math.Abs(float64(got-want)) <= 0.08*float64(want)
+}
+
 // TestExactLoaderMatchesAdd: pairs replayed through a Loader leave the
 // window answering exactly as pairs replayed one by one with Add, across
 // slices in and out of the window, and the memory estimate agrees.
@@ -433,7 +445,7 @@ func TestExactLoaderMatchesAdd(t *testing.T) {
 	// newest of all; they agree once both are brought to the same time.
 	slow.Advance(t0.Add(3 * time.Hour))
 	fast.Advance(t0.Add(3 * time.Hour))
-	if slow.Len() != fast.Len() || slow.Bytes() != fast.Bytes() {
+	if slow.Len() != fast.Len() || !sameBytes("exact", fast.Bytes(), slow.Bytes()) {
 		t.Fatalf("Len/Bytes: loader %d/%d, Add %d/%d", fast.Len(), fast.Bytes(), slow.Len(), slow.Bytes())
 	}
 	for _, dt := range []time.Duration{3 * time.Hour, 3*time.Hour + 20*time.Minute, 4 * time.Hour} {

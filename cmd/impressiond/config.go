@@ -14,6 +14,13 @@ import (
 // -dedup-ttl reads IMPRESSIOND_DEDUP_TTL. A flag on the command line wins.
 const envPrefix = "IMPRESSIOND_"
 
+// defaultMaxPairs bounds exact mode's window at about 0.5 GiB of live heap
+// with UUID user ids (106 bytes a pair, measured by the sketch package's
+// TestExactBytesMatchesHeap), about 1 GiB of RSS with the garbage
+// collector's default headroom, and 1.7 GiB of heap if every id is as long
+// as the API allows (339 bytes a pair): within a 2 to 4 GiB VM.
+const defaultMaxPairs = 5_000_000
+
 type config struct {
 	addr          string
 	dedup         string
@@ -21,6 +28,7 @@ type config struct {
 	dedupSlices   int
 	dedupCapacity int
 	dedupFP       float64
+	dedupMaxPairs int
 	maxBody       int
 	maxSkew       time.Duration
 	debugAddr     string
@@ -59,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.dedupSlices, "dedup-slices", 6, "sub-windows per TTL; one filter (or map) per sub-window")
 	fs.IntVar(&c.dedupCapacity, "dedup-capacity", 10_000_000, "expected distinct pairs per TTL (sizes the Bloom filters)")
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
+	fs.IntVar(&c.dedupMaxPairs, "dedup-max-pairs", defaultMaxPairs, "most distinct pairs the exact dedup window holds (about 106 bytes each with UUID user ids); new pairs beyond it get 503 with Retry-After (ignored in bloom mode and with -store redis://)")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
 	fs.DurationVar(&c.readTimeout, "read-timeout", 5*time.Second, "longest time to read one request, headers and body")
@@ -151,6 +160,8 @@ func (c *config) validate() error {
 		return bad("dedup-capacity", c.dedupCapacity, "must be positive")
 	case !(c.dedupFP >= 1e-12 && c.dedupFP < 1):
 		return bad("dedup-fp", c.dedupFP, "must be in [1e-12, 1)")
+	case c.dedupMaxPairs < 1:
+		return bad("dedup-max-pairs", c.dedupMaxPairs, "must be positive")
 	case c.maxBody < 1:
 		return bad("max-body", c.maxBody, "must be positive")
 	case c.maxSkew < 0:

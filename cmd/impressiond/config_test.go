@@ -20,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		addr: "127.0.0.1:8080", dedup: "bloom", dedupTTL: time.Hour, dedupSlices: 6,
-		dedupCapacity: 10_000_000, dedupFP: 0.001, maxBody: 4194304, maxSkew: time.Minute,
+		dedupCapacity: 10_000_000, dedupFP: 0.001, dedupMaxPairs: 5_000_000, maxBody: 4194304, maxSkew: time.Minute,
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
 		logFormat: "text", logLevel: "info", fsyncInterval: time.Second, snapshotEvery: time.Minute,
@@ -63,6 +63,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 			"IMPRESSIOND_DEDUP_SLICES":      "12",
 			"IMPRESSIOND_DEDUP_CAPACITY":    "5000",
 			"IMPRESSIOND_DEDUP_FP":          "0.01",
+			"IMPRESSIOND_DEDUP_MAX_PAIRS":   "250000",
 			"IMPRESSIOND_ADDR":              ":9999",
 			"IMPRESSIOND_MAX_SKEW":          "5s",
 			"IMPRESSIOND_READ_TIMEOUT":      "2s",
@@ -80,7 +81,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 	want := config{
 		addr: ":9999", dedup: "exact", dedupTTL: 30 * time.Minute, dedupSlices: 12,
-		dedupCapacity: 5000, dedupFP: 0.01, maxBody: 1024, maxSkew: 5 * time.Second,
+		dedupCapacity: 5000, dedupFP: 0.01, dedupMaxPairs: 250000, maxBody: 1024, maxSkew: 5 * time.Second,
 		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
 		logFormat: "json", logLevel: "debug", accessLog: true,
@@ -107,6 +108,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-dedup-capacity", "-1"}, nil, "-dedup-capacity"},
 		{[]string{"-dedup-fp", "1"}, nil, "-dedup-fp"},
 		{[]string{"-dedup-fp", "0"}, nil, "-dedup-fp"},
+		{[]string{"-dedup-max-pairs", "0"}, nil, "-dedup-max-pairs"},
+		{[]string{"-dedup-max-pairs", "-5"}, nil, "-dedup-max-pairs"},
+		{[]string{"-dedup-max-pairs", "lots"}, nil, "-dedup-max-pairs"},
+		{nil, map[string]string{"IMPRESSIOND_DEDUP_MAX_PAIRS": "1e6"}, "-dedup-max-pairs"},
 		{[]string{"-max-body", "0"}, nil, "-max-body"},
 		{[]string{"-fsync-interval", "-1s"}, nil, "-fsync-interval"},
 		{[]string{"-store", "postgres"}, nil, "-store"},

@@ -62,7 +62,9 @@ func run(cfg *config, log *slog.Logger) error {
 	var shared *redisstore.Store
 	var err error
 	if cfg.store == "memory" {
-		if dedup, err = sketch.New(cfg.dedup, dedupOpts); err != nil {
+		o := dedupOpts
+		o.MaxPairs = cfg.dedupMaxPairs // Redis's sets are bounded by Redis
+		if dedup, err = sketch.New(cfg.dedup, o); err != nil {
 			return err
 		}
 	} else {
@@ -114,7 +116,7 @@ func run(cfg *config, log *slog.Logger) error {
 	attrs := []any{
 		"version", version, "addr", ln.Addr().String(), "dedup", cfg.dedup,
 		"dedup_ttl", cfg.dedupTTL, "dedup_slices", cfg.dedupSlices,
-		"dedup_capacity", cfg.dedupCapacity, "dedup_fp", cfg.dedupFP,
+		"dedup_capacity", cfg.dedupCapacity, "dedup_fp", cfg.dedupFP, "dedup_max_pairs", cfg.dedupMaxPairs,
 		"max_body", cfg.maxBody, "max_skew", cfg.maxSkew,
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
