@@ -220,7 +220,7 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *sto
 	}
 	var key sketch.Key
 	if s.keyed != nil {
-		key = sketch.KeyOf(r.campaignID, r.userID)
+		key = s.hasher.Key(r.campaignID, r.userID)
 		dup = s.keyed.TestAndAddKey(key, now)
 	} else {
 		dup = s.dedup.TestAndAdd(r.campaignID, r.userID, now)

@@ -15,6 +15,7 @@ import (
 type Bloom struct {
 	opts   Options
 	clock  clock
+	hasher Hasher // keys the pairs of TestAndAdd, Test and Add
 	m, k   uint   // bits and hash positions of every filter, all alike
 	blocks uint64 // blocks per filter, m / blockBits
 	mask   uint64 // shard = Key.Hi & mask
@@ -57,6 +58,7 @@ func NewBloom(o Options) (*Bloom, error) {
 	b := &Bloom{
 		opts:   o,
 		clock:  clock{slice: int64(o.TTL / time.Duration(o.Slices))},
+		hasher: o.hasher(),
 		m:      m,
 		k:      k,
 		blocks: uint64(blocks),
@@ -85,15 +87,15 @@ func NewBloom(o Options) (*Bloom, error) {
 // false positive; if false, the pair was definitely not counted within the
 // TTL, and now it is.
 func (b *Bloom) TestAndAdd(campaign, user []byte, now time.Time) bool {
-	return b.TestAndAddKey(KeyOf(campaign, user), now)
+	return b.TestAndAddKey(b.hasher.Key(campaign, user), now)
 }
 
 // Test implements Deduper, with TestAndAdd's meaning of true and false.
 func (b *Bloom) Test(campaign, user []byte, now time.Time) bool {
-	return b.TestKey(KeyOf(campaign, user), now)
+	return b.TestKey(b.hasher.Key(campaign, user), now)
 }
 
-// TestAndAddKey is TestAndAdd for a pair already hashed with KeyOf.
+// TestAndAddKey is TestAndAdd for a pair already hashed with b.Hasher().
 func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)
@@ -111,10 +113,10 @@ func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 
 // Add implements Deduper.
 func (b *Bloom) Add(campaign, user []byte, at time.Time) {
-	b.AddKey(KeyOf(campaign, user), at)
+	b.AddKey(b.hasher.Key(campaign, user), at)
 }
 
-// AddKey is Add for a pair already hashed with KeyOf.
+// AddKey is Add for a pair already hashed with b.Hasher().
 func (b *Bloom) AddKey(key Key, at time.Time) {
 	pr := b.probe(key)
 	s := b.shard(key)
@@ -131,7 +133,7 @@ func (b *Bloom) AddKey(key Key, at time.Time) {
 	s.mu.Unlock()
 }
 
-// TestKey is Test for a pair already hashed with KeyOf.
+// TestKey is Test for a pair already hashed with b.Hasher().
 func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)

@@ -16,6 +16,7 @@ import (
 type Exact struct {
 	opts   Options
 	clock  clock
+	hasher Hasher // not used by the sets, which hold the pairs themselves
 	seed   maphash.Seed
 	shards [exactShards]exactShard
 
@@ -39,7 +40,7 @@ func NewExact(o Options) (*Exact, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}, seed: maphash.MakeSeed()}
+	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}, hasher: o.hasher(), seed: maphash.MakeSeed()}
 	for i := range x.shards {
 		x.shards[i].ring = newRing(o.Slices + 1)
 		x.shards[i].gens = make([]map[string]struct{}, o.Slices+1)
@@ -158,7 +159,7 @@ func (x *Exact) Bytes() int {
 // slot at about 3/4 load, and the key's bytes rounded up to 16.
 func entryBytes(keyLen int) int { return 22 + (keyLen+15)&^15 }
 
-// pairKey appends the length-prefixed pair, as KeyOf hashes it.
+// pairKey appends the length-prefixed pair, as Hasher.Key hashes it.
 func pairKey(dst, campaign, user []byte) []byte {
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(campaign)))
 	dst = append(dst, campaign...)

@@ -30,7 +30,10 @@ var camp = []byte("campaign")
 
 func user(i int) []byte { return []byte(fmt.Sprintf("user-%d", i)) }
 
-func TestKeyIsBloomMurmur3(t *testing.T) {
+// TestKeyOfIsBloomMurmur3 checks the unkeyed baseline, murmur128, against
+// bloom/v3, and that KeyOf is murmur128 of the pair's encoding. Windows key
+// pairs with a Hasher instead (TestHasherIsSipHash).
+func TestKeyOfIsBloomMurmur3(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for n := 0; n < 300; n++ {
 		b := make([]byte, n)
@@ -41,6 +44,13 @@ func TestKeyIsBloomMurmur3(t *testing.T) {
 		// bloom/v3's first location is the low half of murmur3-128(data).
 		if want := bloom.Locations(b, 1)[0]; lo != want {
 			t.Fatalf("murmur128 of %d bytes: got %#x, want %#x", n, lo, want)
+		}
+		if n >= 2 {
+			c := b[2 : 2+min(n-2, int(b[0])%8)]
+			b[0], b[1] = byte(len(c)), 0
+			if got, want := KeyOf(c, b[2+len(c):]).Lo, bloom.Locations(b, 1)[0]; got != want {
+				t.Fatalf("KeyOf of a %d-byte pair: got %#x, want %#x", n, got, want)
+			}
 		}
 	}
 }
