@@ -183,7 +183,7 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 			script = bloomOneScript
 			args = append(args, s.genBytes)
 			var pos [64]uint64
-			sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.m, pos[:s.k])
+			sketch.Positions(s.keys().Key([]byte(it.Campaign), it.User), s.m, pos[:s.k])
 			for _, p := range pos[:s.k] {
 				args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 			}
@@ -358,7 +358,7 @@ func (s *Store) exec(items []Item, idx []int, clockArg string, e int64) rueidis.
 	var pos [64]uint64
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]))
-		sketch.Positions(sketch.KeyOf([]byte(c), items[i].User), s.m, pos[:s.k])
+		sketch.Positions(s.keys().Key([]byte(c), items[i].User), s.m, pos[:s.k])
 		for _, p := range pos[:s.k] {
 			args = append(args, strconv.FormatUint(p, 10))
 		}
