@@ -87,6 +87,11 @@ type RestoreStats struct {
 	Records     uint64        // log records replayed
 	Torn        error         // a torn write cut off the log's end, if any
 	Took        time.Duration
+	// NewSecret is true when the directory had no secret yet and New drew
+	// one (a new directory, or an exact-mode one of an earlier version).
+	NewSecret bool
+
+	secretStored bool // the directory's secret file holds the window's secret
 }
 
 // openStore restores the server's state from dir, then opens the log for
@@ -103,6 +108,14 @@ func (s *Server) openStore(o *Options) error {
 	if err != nil {
 		dir.Close()
 		return err
+	}
+	if !st.secretStored {
+		// Before the log opens: its first record must find the secret
+		// it was hashed with on disk, whatever crashes after.
+		if err := dir.CreateSecret(s.dedup.Hasher().Secret()); err != nil {
+			dir.Close()
+			return err
+		}
 	}
 	s.dedup.Advance(s.now())
 	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: testHookOpenLogFile})
@@ -122,8 +135,24 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	var snap *store.SnapshotReader
+	var meta snapshotMeta
 	if ok {
-		if err := s.loadSnapshot(dir, seg, st); err != nil {
+		if snap, err = dir.OpenSnapshot(seg); err != nil {
+			return 0, err
+		}
+		defer snap.Close()
+		st.Snapshot = snap.Path()
+		if meta, err = readMeta(snap); err != nil {
+			return 0, err
+		}
+		st.SnapshotAge = s.now().Sub(meta.taken)
+	}
+	if err := s.adoptSecret(dir, snap, meta, st); err != nil {
+		return 0, err
+	}
+	if snap != nil {
+		if err := s.loadSnapshot(snap); err != nil {
 			return 0, err
 		}
 	}
@@ -198,28 +227,13 @@ type keyedDeduper interface {
 	AddKey(key sketch.Key, at time.Time)
 }
 
-func (s *Server) loadSnapshot(dir *store.Dir, seg uint64, st *RestoreStats) error {
-	r, err := dir.OpenSnapshot(seg)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	st.Snapshot = r.Path()
-	err = r.Section(sectionMeta, func(rd io.Reader) error {
-		var meta [8]byte
-		if _, err := io.ReadFull(rd, meta[:]); err != nil {
-			return err
-		}
-		st.SnapshotAge = s.now().Sub(time.Unix(0, int64(binary.LittleEndian.Uint64(meta[:]))))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+// loadSnapshot reads the sections after the meta section of r: the
+// campaigns and the dedup window.
+func (s *Server) loadSnapshot(r *store.SnapshotReader) error {
 	if err := r.Section(sectionCampaigns, s.readCampaigns); err != nil {
 		return err
 	}
-	err = r.Section(sectionDedup, func(rd io.Reader) error {
+	err := r.Section(sectionDedup, func(rd io.Reader) error {
 		_, err := s.dedup.ReadFrom(rd)
 		if errors.Is(err, sketch.ErrLayoutMismatch) {
 			return fmt.Errorf("%w; start with the -dedup flags the data was written with, or move the data directory away", err)
@@ -271,7 +285,7 @@ func (s *Server) snapshot(p *persister) error {
 	}
 	defer w.Abort()
 	err = w.Section(sectionMeta, func(wr io.Writer) error {
-		_, err := wr.Write(binary.LittleEndian.AppendUint64(nil, uint64(s.now().UnixNano())))
+		_, err := wr.Write(snapshotMeta{taken: s.now(), secret: s.dedup.Hasher().Secret(), keyed: true}.append(nil))
 		return err
 	})
 	if err == nil {

@@ -28,7 +28,8 @@ const (
 // Options configure a Server.
 type Options struct {
 	// Dedup decides which impressions are repeats. Required unless Redis
-	// is set.
+	// is set. With DataDir it must be a new window: New keys it with the
+	// data directory's secret (Deduper.SetSecret) before restoring into it.
 	Dedup sketch.Deduper
 
 	// Redis, when set, keeps campaigns, dedup and counters in a shared
@@ -86,7 +87,10 @@ type Options struct {
 	// kept there (newest snapshot, then the write-ahead log after it), every
 	// counted impression and created campaign is logged before it is
 	// acknowledged, snapshots are written every SnapshotInterval and by
-	// Shutdown. Empty keeps everything in memory only.
+	// Shutdown. The directory keeps the secret the dedup window hashes
+	// pairs with, in a secret file and in every snapshot, so that logged
+	// keys stay valid across restarts and backups. Empty keeps everything
+	// in memory only.
 	DataDir string
 	// FsyncInterval is how often the log is fsync'd. Zero makes every
 	// write wait for the group commit that fsyncs it. The zero value means
@@ -135,6 +139,7 @@ type Server struct {
 	dedup     sketch.Deduper
 	keyed     keyedDeduper   // dedup, when it takes pre-hashed keys (bloom)
 	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
+	hasher    sketch.Hasher  // dedup's, which keys the pairs given to keyed
 	campaigns *campaignTable
 	parsers   fastjson.ParserPool
 	now       func() time.Time
@@ -206,6 +211,9 @@ func New(o Options) (*Server, error) {
 	}
 	s.keyed, _ = o.Dedup.(keyedDeduper)
 	s.limited, _ = o.Dedup.(limitedDeduper)
+	if o.Dedup != nil {
+		s.hasher = o.Dedup.Hasher() // a data directory's replaces it (adoptSecret)
+	}
 	if o.DataDir != "" {
 		if err := s.openStore(&o); err != nil {
 			if s.clock != nil {

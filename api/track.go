@@ -233,7 +233,7 @@ func (s *Server) track(r *trackRequest, now time.Time, last **campaign, rec *sto
 	var key sketch.Key
 	switch {
 	case s.keyed != nil:
-		key = sketch.KeyOf(r.campaignID, r.userID)
+		key = s.hasher.Key(r.campaignID, r.userID)
 		dup = s.keyed.TestAndAddKey(key, now)
 	case s.limited != nil:
 		// A pair refused at the bound was not recorded: it is neither

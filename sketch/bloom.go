@@ -21,6 +21,7 @@ type Bloom struct {
 	ttl    int64 // ns
 	m, k   uint  // bits and hash positions of every sub-filter, all alike
 	blocks uint64
+	hasher Hasher // keys the pairs of TestAndAdd, Test and Add
 	mask   uint64 // shard = Key.Hi & mask
 	shards []bloomShard
 	// fpAt[n] is one sub-filter's false-positive rate holding n pairs,
@@ -80,6 +81,7 @@ func NewBloom(o Options) (*Bloom, error) {
 		m:      pool.Bits,
 		k:      pool.Hashes,
 		blocks: uint64(pool.Bits / blockBits),
+		hasher: o.hasher(),
 		mask:   uint64(nShards - 1),
 		shards: make([]bloomShard, nShards),
 		fpAt:   make([]float64, pool.Load+1),
@@ -108,15 +110,15 @@ func NewBloom(o Options) (*Bloom, error) {
 // false positive; if false, the pair was definitely not counted within the
 // TTL, and now it is.
 func (b *Bloom) TestAndAdd(campaign, user []byte, now time.Time) bool {
-	return b.TestAndAddKey(KeyOf(campaign, user), now)
+	return b.TestAndAddKey(b.hasher.Key(campaign, user), now)
 }
 
 // Test implements Deduper, with TestAndAdd's meaning of true and false.
 func (b *Bloom) Test(campaign, user []byte, now time.Time) bool {
-	return b.TestKey(KeyOf(campaign, user), now)
+	return b.TestKey(b.hasher.Key(campaign, user), now)
 }
 
-// TestAndAddKey is TestAndAdd for a pair already hashed with KeyOf.
+// TestAndAddKey is TestAndAdd for a pair already hashed with b.Hasher().
 func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)
@@ -136,10 +138,10 @@ func (b *Bloom) TestAndAddKey(key Key, now time.Time) bool {
 // at time at, untested. Replayed in arrival order, a log rebuilds the pool
 // TestAndAdd built.
 func (b *Bloom) Add(campaign, user []byte, at time.Time) {
-	b.AddKey(KeyOf(campaign, user), at)
+	b.AddKey(b.hasher.Key(campaign, user), at)
 }
 
-// AddKey is Add for a pair already hashed with KeyOf. A pair already TTL
+// AddKey is Add for a pair already hashed with b.Hasher(). A pair already TTL
 // old by the shard's newest pair is ignored; one within the span of a live
 // closed sub-filter goes into it, so it expires with the pairs it arrived
 // among; any other goes where TestAndAdd would put it at at. Replayed in
@@ -184,7 +186,7 @@ func (s *bloomShard) newestLocked() int64 {
 // TTL is subtracted from it.
 const maxTTL = 1 << 62
 
-// TestKey is Test for a pair already hashed with KeyOf.
+// TestKey is Test for a pair already hashed with b.Hasher().
 func (b *Bloom) TestKey(key Key, now time.Time) bool {
 	pr := b.probe(key)
 	s := b.shard(key)

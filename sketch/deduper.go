@@ -36,6 +36,18 @@ type Deduper interface {
 	// estimate for Exact.
 	Bytes() int
 
+	// Hasher returns the Hasher the window keys pairs with: Bloom hashes
+	// every pair with it; Exact keeps the pairs themselves and holds one
+	// only so that every window has a secret to persist. Keys a caller
+	// logs for AddKey-style replay must come from it.
+	Hasher() Hasher
+
+	// SetSecret replaces the window's secret, and so its Hasher. It is
+	// meant for start-up, before concurrent use, to give a window the
+	// secret its persisted state was hashed with; it fails once the
+	// window holds a pair, whose key the new secret would not find.
+	SetSecret(secret [16]byte) error
+
 	// Generations is K+1, the generations kept per shard.
 	Generations() int
 

@@ -20,6 +20,7 @@ import (
 type Exact struct {
 	opts   Options
 	clock  clock
+	hasher Hasher // not used by the sets, which hold the pairs themselves
 	seed   maphash.Seed
 	shards [exactShards]exactShard
 
@@ -57,7 +58,7 @@ func NewExact(o Options) (*Exact, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}, seed: maphash.MakeSeed()}
+	x := &Exact{opts: o, clock: clock{slice: int64(o.TTL / time.Duration(o.Slices))}, hasher: o.hasher(), seed: maphash.MakeSeed()}
 	x.oldest.Store(noEpoch)
 	x.advanced.Store(noEpoch)
 	for i := range x.shards {
@@ -255,7 +256,7 @@ func (x *Exact) Bytes() int {
 	return n
 }
 
-// pairKey appends the length-prefixed pair, as KeyOf hashes it.
+// pairKey appends the length-prefixed pair, as Hasher.Key hashes it.
 func pairKey(dst, campaign, user []byte) []byte {
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(campaign)))
 	dst = append(dst, campaign...)

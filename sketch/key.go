@@ -3,12 +3,14 @@ package sketch
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"github.com/dchest/siphash"
 )
 
-// Key identifies one (campaign, user) pair by its 128-bit MurmurHash3
-// (x64_128, seed 0), the hash bits-and-blooms/bloom/v3 uses. Both dedup
-// modes store and probe keys, never the raw strings, so a key can be logged
-// and replayed without the ids.
+// Key identifies one (campaign, user) pair by a 128-bit hash of it: in
+// production the keyed SipHash-2-4 of a Hasher, whose secret the window,
+// its snapshots and its log share. Bloom windows store and probe keys,
+// never the raw ids, so a key can be logged and replayed without the ids.
 type Key struct {
 	Lo, Hi uint64
 }
@@ -17,34 +19,45 @@ type Key struct {
 // longer pairs still hash correctly, through a heap buffer.
 const maxStackKey = 512
 
-// KeyOf returns the key of the pair (campaign, user). The two ids are joined
-// with a length prefix, so ("ab", "c") and ("a", "bc") differ. It does not
-// allocate while the two ids together stay under 510 bytes.
-func KeyOf(campaign, user []byte) Key { return keyOf(campaign, user) }
+// KeyOf returns the unkeyed key of the pair (campaign, user): the 128-bit
+// MurmurHash3 (x64_128, seed 0) of the same encoding Hasher.Key hashes,
+// which is the hash bits-and-blooms/bloom/v3 uses. Anyone can compute it,
+// and murmur3 has seed-independent multicollisions, so crafted ids can
+// share keys at will: it is kept as a baseline for tests and benchmarks.
+// Windows and stores hash with their Hasher.
+func KeyOf(campaign, user []byte) Key { return keyOf(Hasher{}, false, campaign, user) }
 
 // KeyOfString is KeyOf for string ids.
-func KeyOfString(campaign, user string) Key { return keyOf(campaign, user) }
+func KeyOfString(campaign, user string) Key { return keyOf(Hasher{}, false, campaign, user) }
 
-func keyOf[T string | []byte](campaign, user T) Key {
+// keyOf hashes the pair with h if keyed, else with murmur128. h is passed
+// by value: a pointer would escape through the generic instantiation.
+func keyOf[T string | []byte](h Hasher, keyed bool, campaign, user T) Key {
 	// Typical pairs (a UUID user on a short campaign id) take the small
 	// buffer: Go zeroes a stack array on every call, so its size costs.
 	if n := 2 + len(campaign) + len(user); n <= 128 {
 		var stack [128]byte
-		return hashPair(stack[:0], campaign, user)
+		return hashPair(h, keyed, stack[:0], campaign, user)
 	} else if n <= maxStackKey {
 		var stack [maxStackKey]byte
-		return hashPair(stack[:0], campaign, user)
+		return hashPair(h, keyed, stack[:0], campaign, user)
 	} else {
-		return hashPair(make([]byte, 0, n), campaign, user)
+		return hashPair(h, keyed, make([]byte, 0, n), campaign, user)
 	}
 }
 
-// hashPair encodes the pair into buf, which has room for it, and hashes it.
-func hashPair[T string | []byte](buf []byte, campaign, user T) Key {
+// hashPair encodes the pair into buf, which has room for it, and hashes it
+// with h if keyed, else with murmur128.
+func hashPair[T string | []byte](h Hasher, keyed bool, buf []byte, campaign, user T) Key {
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(campaign)))
 	buf = append(buf, campaign...)
 	buf = append(buf, user...)
-	lo, hi := murmur128(buf)
+	var lo, hi uint64
+	if keyed {
+		lo, hi = siphash.Hash128(h.k0, h.k1, buf)
+	} else {
+		lo, hi = murmur128(buf)
+	}
 	return Key{Lo: lo, Hi: hi}
 }
 

@@ -33,6 +33,13 @@ type Options struct {
 	// Exact.TestAndAddLimited) until generations expire. Bloom ignores it.
 	// By default (0) Exact is unbounded.
 	MaxPairs int
+
+	// Secret keys the window's Hasher (see Hasher and the windows'
+	// SetSecret). By default, the zero value, a random secret is drawn
+	// with NewSecret at construction: right for a window that lives and
+	// dies with its process, not for one whose keys must outlive it
+	// (snapshots, logs, Redis), which must keep the secret with them.
+	Secret [16]byte
 }
 
 // ErrInvalidOptions is wrapped by every constructor error caused by Options.
@@ -61,6 +68,15 @@ func (o Options) withDefaults() Options {
 		o.FalsePositiveRate = 0.001
 	}
 	return o
+}
+
+// hasher returns the Hasher of o.Secret, or of a fresh random secret if it
+// is zero.
+func (o Options) hasher() Hasher {
+	if o.Secret == ([16]byte{}) {
+		return NewHasher(NewSecret())
+	}
+	return NewHasher(o.Secret)
 }
 
 func (o Options) validate() error {

@@ -1,6 +1,7 @@
 package sketch
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -100,11 +101,31 @@ func (n *naive) testAndAdd(p benchPair) bool {
 	return seen
 }
 
-func BenchmarkKeyOf(b *testing.B) {
-	c, u := []byte("campaign-42"), []byte("user-0123456789abcdef")
-	b.ReportAllocs()
-	for b.Loop() {
-		KeyOf(c, u)
+// BenchmarkKey compares the keyed hash windows use (SipHash-2-4-128) with
+// the unkeyed murmur3-128 baseline, for a UUID user on a 10-byte campaign
+// id and for a 200-byte user.
+func BenchmarkKey(b *testing.B) {
+	h := NewHasher(NewSecret())
+	c := []byte("campaign-1")
+	for _, u := range []struct {
+		name string
+		id   []byte
+	}{
+		{"uuid", []byte("0b7c4a9e-3f1d-4c2a-9d8e-6a5b4c3d2e1f")},
+		{"200B", bytes.Repeat([]byte("u"), 200)},
+	} {
+		b.Run("murmur/"+u.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				KeyOf(c, u.id)
+			}
+		})
+		b.Run("siphash/"+u.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h.Key(c, u.id)
+			}
+		})
 	}
 }
 

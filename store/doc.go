@@ -34,6 +34,8 @@
 // # Layout
 //
 //	LOCK                          flock'd by the one process using the directory
+//	SECRET                        the 16-byte secret hashed records are keyed with;
+//	                              created once (temp, fsync, rename, directory fsync)
 //	wal-0000000000000007.log      log segments, replayed in order
 //	snapshot-0000000000000007.snap  state before segment 7
 //

@@ -591,3 +591,33 @@ func TestLogWritesPromptly(t *testing.T) {
 	}
 	t.Logf("record in the file %s after Append", time.Since(start))
 }
+
+// TestSecretFile: a directory has no secret until CreateSecret, which
+// refuses to replace one; a damaged file is a CorruptError.
+func TestSecretFile(t *testing.T) {
+	d, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, ok, err := d.Secret(); ok || err != nil {
+		t.Fatalf("new directory: secret present %v, err %v", ok, err)
+	}
+	want := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	if err := d.CreateSecret(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := d.Secret(); got != want || !ok || err != nil {
+		t.Fatalf("Secret = %x, %v, %v; want %x", got, ok, err, want)
+	}
+	if err := d.CreateSecret([16]byte{9}); err == nil {
+		t.Fatal("CreateSecret replaced an existing secret")
+	}
+	b, _ := os.ReadFile(d.SecretPath())
+	b[10] ^= 1
+	os.WriteFile(d.SecretPath(), b, 0o600)
+	var ce *CorruptError
+	if _, _, err := d.Secret(); !errors.As(err, &ce) || ce.File != d.SecretPath() {
+		t.Fatalf("damaged secret file: %v, want a CorruptError naming it", err)
+	}
+}

@@ -196,6 +196,30 @@ func TestDurability(t *testing.T) {
 		})
 	}
 
+	t.Run("kill -9 before the first snapshot keeps the secret", func(t *testing.T) {
+		dir := t.TempDir()
+		a := startProc(t, bin, "-dedup", "bloom", "-data-dir", dir, "-fsync-interval", "0")
+		a.waitLog("new_secret=true")
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"k","name":"K"}`, 201)
+		for i := range 50 {
+			a.mustCall("POST", "/api/v1/impressions", impression("k", fmt.Sprintf("u%d", i), time.Time{}), 200)
+		}
+		a.stop(syscall.SIGKILL)
+		if snaps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*")); len(snaps) != 0 {
+			t.Fatalf("snapshots %v before the first snapshot interval", snaps)
+		}
+		b := startProc(t, bin, "-dedup", "bloom", "-data-dir", dir)
+		b.waitLog("new_secret=false")
+		if got := b.stats("k").Total; got != 50 {
+			t.Fatalf("total after kill -9: %d, want 50", got)
+		}
+		for i := range 50 {
+			if body := b.mustCall("POST", "/api/v1/impressions", impression("k", fmt.Sprintf("u%d", i), time.Time{}), 200); !strings.Contains(body, "duplicate") {
+				t.Fatalf("u%d after kill -9 and restart from the log: %s, want duplicate", i, body)
+			}
+		}
+	})
+
 	t.Run("kill -9 after a campaign 201", func(t *testing.T) {
 		dir := t.TempDir()
 		a := startProc(t, bin, "-data-dir", dir)

@@ -190,5 +190,6 @@ func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
 	} else {
 		attrs = append(attrs, "snapshot", "none")
 	}
+	attrs = append(attrs, "new_secret", st.NewSecret)
 	log.Info("state restored", attrs...)
 }

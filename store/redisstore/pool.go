@@ -260,7 +260,7 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10)), t)
 	args := s.poolArgs(argBuf[:0], s.clockArg())
 	var pos [64]uint64
-	sketch.Positions(sketch.KeyOf([]byte(it.Campaign), it.User), s.pool.Bits, pos[:s.pool.Hashes])
+	sketch.Positions(s.keys().Key([]byte(it.Campaign), it.User), s.pool.Bits, pos[:s.pool.Hashes])
 	for _, p := range pos[:s.pool.Hashes] {
 		args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 	}
@@ -289,7 +289,7 @@ func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaE
 	var pos [64]uint64
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]))
-		sketch.Positions(sketch.KeyOf([]byte(c), items[i].User), s.pool.Bits, pos[:s.pool.Hashes])
+		sketch.Positions(s.keys().Key([]byte(c), items[i].User), s.pool.Bits, pos[:s.pool.Hashes])
 		for _, p := range pos[:s.pool.Hashes] {
 			args = append(args, strconv.FormatUint(p, 10))
 		}

@@ -26,6 +26,11 @@
 //	imp:campaigns            hash: campaign id → "<start> <name>"; one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
+//	imp:hashkey              the secret bloom-mode pair keys are hashed
+//	                         with (sketch.Hasher): 16 random bytes as 32 hex
+//	                         digits, set with NX by the first instance to
+//	                         connect and read by every one before its first
+//	                         call; no expiry
 //
 // Keys imp:{id}:bf:<slice> of earlier versions (one bloom generation per
 // slice) are no longer read or written; they expire by themselves within
@@ -150,6 +155,10 @@ type Store struct {
 	slotKeys []string
 	poolArgv [6]string
 	poolFull atomic.Uint64
+	// hasher keys bloom-mode pairs with the secret in imp:hashkey; nil
+	// until it is loaded, and calls fail with ErrNotConnected until then.
+	hasher         atomic.Pointer[sketch.Hasher]
+	hashKeyChanges atomic.Uint64
 
 	// batchSlots bounds the batches in flight to Redis (see Track).
 	batchSlots chan struct{}
@@ -217,16 +226,17 @@ func Open(o Options) (*Store, error) {
 }
 
 // conn returns the client, or ErrNotConnected before the first successful
-// dial.
+// dial and the first read of the shared secret (imp:hashkey).
 func (s *Store) conn() (rueidis.Client, error) {
-	if c := s.client.Load(); c != nil {
-		return *c, nil
+	if s.hasher.Load() == nil {
+		return nil, ErrNotConnected // stored after the client
 	}
-	return nil, ErrNotConnected
+	return *s.client.Load(), nil
 }
 
 // check dials Redis if no client exists yet, then reads its clock (which
-// also tells whether it answers), and records whether it answered.
+// also tells whether it answers) and the shared secret, and records
+// whether it answered.
 func (s *Store) check() {
 	if s.client.Load() == nil {
 		c, err := rueidis.NewClient(s.opt)
@@ -236,7 +246,12 @@ func (s *Store) check() {
 		}
 		s.client.Store(&c)
 	}
-	s.healthy.Store(s.measureSkew(*s.client.Load()) == nil)
+	c := *s.client.Load()
+	err := s.measureSkew(c)
+	if err == nil {
+		err = s.loadHashKey(c)
+	}
+	s.healthy.Store(err == nil)
 }
 
 // clientOptions parses one URL, or a comma-separated list of cluster seeds.

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,7 +143,12 @@ func TestConcurrentInstances(t *testing.T) {
 	for _, mode := range []string{"exact", "bloom"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t)
-			stores := []*Store{openTest(t, srv, mode, time.Hour), openTest(t, srv, mode, time.Hour)}
+			// Filters far larger than the pairs: keys are random per Redis
+			// (imp:hashkey), and at the default test capacity a false
+			// positive among 2000 fresh pairs is likely.
+			o := testOptions(t, srv, mode, time.Hour)
+			o.Dedup.Capacity = 1_000_000
+			stores := []*Store{open(t, o), open(t, o)}
 			const pairs = 2000
 			minute := time.Now().Unix() / 60
 			var counted atomic.Int64
@@ -416,14 +422,22 @@ func TestFloorDiv(t *testing.T) {
 	}
 }
 
+// dbsize counts the keys in Redis but imp:hashkey, which the stores put
+// back within a health check of a flush.
 func dbsize(t *testing.T, s *Store) int64 {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	n, err := (*s.client.Load()).Do(ctx, (*s.client.Load()).B().Dbsize().Build()).AsInt64()
+	c := *s.client.Load()
+	res := c.DoMulti(ctx, c.B().Dbsize().Build(), c.B().Exists().Key(hashKey).Build())
+	n, err := res[0].AsInt64()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	k, err := res[1].AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n - k
 }
 
 // TestRedisDown: calls fail fast while Redis is down, Healthy turns false,
@@ -501,5 +515,64 @@ func TestMinuteKeysExpire(t *testing.T) {
 	}
 	if ttl, _ := c.Do(t.Context(), c.B().Ttl().Key("imp:{c}:total").Build()).AsInt64(); ttl != -1 {
 		t.Fatalf("total has TTL %d, want none (-1)", ttl)
+	}
+}
+
+// TestSharedHashKey: every store on one Redis adopts the secret the first
+// one set in imp:hashkey, so a pair counted through one is a duplicate
+// through the other; if Redis loses the key, the stores put theirs back.
+func TestSharedHashKey(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openTest(t, srv, "bloom", time.Hour)
+	b := openTest(t, srv, "bloom", time.Hour)
+	sa, sb := a.keys().Secret(), b.keys().Secret()
+	if sa != sb {
+		t.Fatalf("two stores on one Redis: secrets %x and %x", sa, sb)
+	}
+	c := *a.client.Load()
+	v, err := c.Do(t.Context(), c.B().Get().Key(hashKey).Build()).ToString()
+	if err != nil || v != hex.EncodeToString(sa[:]) {
+		t.Fatalf("%s = %q, %v; want %x", hashKey, v, err, sa)
+	}
+	if a.keys().KeyString("c", "u") == sketch.KeyOfString("c", "u") {
+		t.Fatal("the store hashes pairs without its secret")
+	}
+	if got := track(t, a, Item{"c", []byte("u"), 1}); !got[0] {
+		t.Fatal("first impression not counted")
+	}
+	if got := track(t, b, Item{"c", []byte("u"), 1}); got[0] {
+		t.Fatal("a pair counted through one store counts again through the other")
+	}
+	srv.FlushAll(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := c.Do(t.Context(), c.B().Get().Key(hashKey).Build()).ToString()
+		if v == hex.EncodeToString(sa[:]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %q 5s after a flush, want the stores' %x back", hashKey, v, sa)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a.HashKeyChanges() != 0 || b.HashKeyChanges() != 0 {
+		t.Fatalf("secret changes %d, %d, want none", a.HashKeyChanges(), b.HashKeyChanges())
+	}
+}
+
+// TestMalformedHashKey: a store does not serve with a secret it cannot
+// read.
+func TestMalformedHashKey(t *testing.T) {
+	srv := redistest.Start(t)
+	a := openTest(t, srv, "bloom", time.Hour)
+	c := *a.client.Load()
+	srv.FlushAll(t)
+	if err := c.Do(t.Context(), c.B().Set().Key(hashKey).Value("not hex").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	b := openTest(t, srv, "bloom", time.Hour)
+	out := make([]bool, 1)
+	if err := b.Track([]Item{{"c", []byte("u"), 1}}, out); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Track with a malformed %s: %v, want ErrNotConnected", hashKey, err)
 	}
 }

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/impressiond/impressiond/store"
+)
+
+// The secret of a durable server: the dedup window's Hasher is keyed with a
+// 16-byte secret that the data directory keeps twice, in its secret file
+// (written before the first log record, so the log's hashed keys always
+// find it) and in every snapshot's meta section (a snapshot is the unit of
+// backup: restored into an empty directory it brings its secret back). The
+// two must agree.
+
+// snapshotMeta is the meta section of a snapshot: the time it was taken
+// (int64 Unix nanoseconds, little-endian), then the secret. Snapshots of
+// earlier versions hold the time only; keyed is false for them.
+type snapshotMeta struct {
+	taken  time.Time
+	secret [16]byte
+	keyed  bool
+}
+
+func (m snapshotMeta) append(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(m.taken.UnixNano()))
+	return append(b, m.secret[:]...)
+}
+
+func readMeta(r *store.SnapshotReader) (m snapshotMeta, err error) {
+	err = r.Section(sectionMeta, func(rd io.Reader) error {
+		b, err := io.ReadAll(io.LimitReader(rd, 64))
+		switch {
+		case err != nil:
+			return err
+		case len(b) != 8 && len(b) != 8+16:
+			return fmt.Errorf("meta section of %d bytes, want 8 or 24", len(b))
+		}
+		m.taken = time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
+		m.keyed = copy(m.secret[:], b[8:]) == 16
+		return nil
+	})
+	return m, err
+}
+
+// ErrUnkeyedData is wrapped by New's error for a data directory written by
+// a version that hashed pairs without a secret, in Bloom mode: its keys
+// cannot be re-hashed, since the ids are not kept.
+var ErrUnkeyedData = errors.New("api: the data directory's Bloom dedup state was hashed without a secret")
+
+// adoptSecret decides the data directory's secret and keys the window with
+// it, before anything is loaded into the window:
+//
+//   - the snapshot's, if it has one, which the secret file, if present,
+//     must equal;
+//   - else the secret file's;
+//   - else a new one, the window's own, if nothing was hashed before:
+//     no snapshot, or in exact mode, whose snapshots and log hold the
+//     pairs themselves.
+//
+// A Bloom snapshot without a secret, or Bloom log segments without a
+// secret file, were written by an earlier version with unkeyed murmur3
+// keys: refused, with ErrUnkeyedData.
+func (s *Server) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta snapshotMeta, st *RestoreStats) error {
+	file, haveFile, err := dir.Secret()
+	if err != nil {
+		return err
+	}
+	bloom := s.keyed != nil
+	var secret [16]byte
+	switch {
+	case meta.keyed && haveFile && file != meta.secret:
+		return fmt.Errorf("api: the secret file %s and the snapshot %s hold different secrets: they belong to different data directories; put back the secret file that came with the snapshot, or remove the secret file to take the snapshot's", dir.SecretPath(), snap.Path())
+	case meta.keyed:
+		secret = meta.secret
+	case bloom && snap != nil:
+		return fmt.Errorf("%w (snapshot %s holds no secret): it was written by an earlier version; see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, snap.Path())
+	case haveFile:
+		secret = file
+	default:
+		segs, err := dir.Segments()
+		if err != nil {
+			return err
+		}
+		if bloom && len(segs) > 0 {
+			return fmt.Errorf("%w (log segments but no secret file %s): it was written by an earlier version; see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, dir.SecretPath())
+		}
+		secret = s.dedup.Hasher().Secret()
+		st.NewSecret = true
+	}
+	st.secretStored = haveFile
+	if err := s.dedup.SetSecret(secret); err != nil {
+		return fmt.Errorf("api: Options.Dedup must be a new window: %w", err)
+	}
+	s.hasher = s.dedup.Hasher()
+	return nil
+}

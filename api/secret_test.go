@@ -1,0 +1,203 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/impressiond/impressiond/store"
+)
+
+func (ts *testServer) secret() [16]byte { return ts.srv.dedup.Hasher().Secret() }
+
+// dirSecret reads the secret file of the data directory dir, which no
+// server holds.
+func dirSecret(t *testing.T, dir string) [16]byte {
+	t.Helper()
+	d, err := store.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s, ok, err := d.Secret()
+	if err != nil || !ok {
+		t.Fatalf("secret file of %s: %v, present %v", dir, err, ok)
+	}
+	return s
+}
+
+// TestSecretIsPerDirectory: New writes the secret file before the first
+// record; it is the window's, differs between directories, and comes back
+// on every restart, from the log or a snapshot, in both modes.
+func TestSecretIsPerDirectory(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run(mode, func(t *testing.T) {
+			dir, other := t.TempDir(), t.TempDir()
+			clock := &fakeClock{t: testNow}
+			a := durableServer(t, mode, dir, clock, time.Second)
+			secret := a.secret()
+			if got, err := os.ReadFile(filepath.Join(dir, "SECRET")); err != nil || len(got) == 0 {
+				t.Fatalf("no secret file before the first record: %v", err)
+			}
+			if !a.srv.Restored().NewSecret {
+				t.Fatal("Restored().NewSecret is false for a new directory")
+			}
+			b := durableServer(t, mode, other, clock, time.Second)
+			if b.secret() == secret {
+				t.Fatal("two data directories share a secret")
+			}
+			b.srv.Close()
+			pairs := load(a)
+			a.srv.Close() // log only
+			if got := dirSecret(t, dir); got != secret {
+				t.Fatalf("secret file %x, window's %x", got, secret)
+			}
+			a = durableServer(t, mode, dir, clock, time.Second)
+			if a.secret() != secret || a.srv.Restored().NewSecret {
+				t.Fatalf("after a restart from the log: secret %x (new %v), want %x", a.secret(), a.srv.Restored().NewSecret, secret)
+			}
+			a.dupAll(pairs)
+			a.srv.Shutdown(t.Context()) // snapshot
+			a = durableServer(t, mode, dir, clock, time.Second)
+			if a.secret() != secret {
+				t.Fatalf("after a restart from a snapshot: secret %x, want %x", a.secret(), secret)
+			}
+			a.dupAll(pairs)
+		})
+	}
+}
+
+// TestSnapshotRestoresSecret: a snapshot copied alone into an empty
+// directory, as from a backup, brings its secret back: its pairs are
+// still duplicates, and the secret file is written again.
+func TestSnapshotRestoresSecret(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
+	dir, restored := t.TempDir(), t.TempDir()
+	clock := &fakeClock{t: testNow}
+	a := durableServer(t, "bloom", dir, clock, time.Second)
+	secret := a.secret()
+	pairs := load(a)
+	a.srv.Shutdown(t.Context())
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*"))
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots %v, want one", snaps)
+	}
+	b, err := os.ReadFile(snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(restored, filepath.Base(snaps[0])), b, 0o644)
+
+	r := durableServer(t, "bloom", restored, clock, time.Second)
+	if r.secret() != secret {
+		t.Fatalf("restored secret %x, want the snapshot's %x", r.secret(), secret)
+	}
+	r.dupAll(pairs)
+	r.srv.Close()
+	if got := dirSecret(t, restored); got != secret {
+		t.Fatalf("secret file after the restore %x, want %x", got, secret)
+	}
+}
+
+// TestSecretMismatchRefused: a secret file and a snapshot of different
+// directories stop the start-up, naming both.
+func TestSecretMismatchRefused(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
+	dir, other := t.TempDir(), t.TempDir()
+	clock := &fakeClock{t: testNow}
+	a := durableServer(t, "bloom", dir, clock, time.Second)
+	load(a)
+	a.srv.Shutdown(t.Context())
+	durableServer(t, "bloom", other, clock, time.Second).srv.Close()
+	foreign, _ := os.ReadFile(filepath.Join(other, "SECRET"))
+	os.WriteFile(filepath.Join(dir, "SECRET"), foreign, 0o600)
+
+	_, err := New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "SECRET")) || !strings.Contains(err.Error(), "snapshot-") {
+		t.Fatalf("New = %v, want a refusal naming the secret file and the snapshot", err)
+	}
+}
+
+// TestUnkeyedDataRefused: a directory of an earlier version (no secret
+// file, murmur3 keys) is refused in bloom mode, from a snapshot or from
+// the log alone, and taken over in exact mode, whose data holds no hash.
+func TestUnkeyedDataRefused(t *testing.T) {
+	memoryOnly(t, "persistence to -data-dir")
+	clock := &fakeClock{t: testNow}
+	earlier := func(t *testing.T, mode string, snapshot bool) (string, []string) {
+		dir := t.TempDir()
+		a := durableServer(t, mode, dir, clock, time.Second)
+		pairs := load(a)
+		if snapshot {
+			a.srv.Shutdown(t.Context())
+			unkeySnapshot(t, dir)
+		} else {
+			a.srv.Close()
+		}
+		os.Remove(filepath.Join(dir, "SECRET"))
+		return dir, pairs
+	}
+	for _, snapshot := range []bool{false, true} {
+		name := map[bool]string{false: "log", true: "snapshot"}[snapshot]
+		t.Run("bloom/"+name, func(t *testing.T) {
+			dir, _ := earlier(t, "bloom", snapshot)
+			_, err := New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
+			if !errors.Is(err, ErrUnkeyedData) || !strings.Contains(err.Error(), "DURABILITY.md") {
+				t.Fatalf("New = %v, want ErrUnkeyedData pointing to the upgrade notes", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "SECRET")); err == nil {
+				t.Fatal("a refused start wrote a secret file")
+			}
+		})
+		t.Run("exact/"+name, func(t *testing.T) {
+			dir, pairs := earlier(t, "exact", snapshot)
+			b := durableServer(t, "exact", dir, clock, time.Second)
+			if !b.srv.Restored().NewSecret {
+				t.Fatal("no new secret for an exact directory without one")
+			}
+			b.dupAll(pairs)
+		})
+	}
+}
+
+// unkeySnapshot rewrites dir's snapshot as an earlier version wrote it:
+// the meta section holds the time only.
+func unkeySnapshot(t *testing.T, dir string) {
+	t.Helper()
+	d, err := store.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	seg, _, _ := d.LatestSnapshot()
+	r, err := d.OpenSnapshot(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var sections [3][]byte
+	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+		err := r.Section(kind, func(rd io.Reader) (err error) { sections[i], err = io.ReadAll(rd); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sections[0] = sections[0][:8]
+	w, err := d.CreateSnapshot(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+		if err := w.Section(kind, func(wr io.Writer) error { _, err := wr.Write(sections[i]); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
