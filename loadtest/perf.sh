@@ -4,6 +4,9 @@
 #   max-rate single impressions, max-rate batches of 1000, and a fixed
 #   20,000 req/s for the p99 latency.
 # Prints each run's summary lines; the wrk rows come from compare.sh.
+# With BASE=<git ref>, every row is run again right after with the
+# impressiond of that ref (built into bin/impressiond-base), so a change is
+# measured side by side with what it replaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -11,19 +14,26 @@ DURATION=${DURATION:-10s}
 
 go build -o bin/impressiond ./cmd/impressiond
 go build -o bin/loadtest ./loadtest
+if [[ -n ${BASE:-} ]]; then
+	basetree=$(mktemp -d)
+	git worktree add -q --detach "$basetree" "$BASE"
+	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
+	git worktree remove --force "$basetree"
+fi
+BIN=./bin/impressiond
 
 run() { # name, loadtest attack flags...
 	local name=$1 log pid addr
 	shift
 	log=$(mktemp)
-	./bin/impressiond -addr 127.0.0.1:0 2>"$log" &
+	"$BIN" -addr 127.0.0.1:0 2>"$log" &
 	pid=$!
 	for _ in $(seq 100); do
 		addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -n1 | cut -d= -f2 || true)
 		[ -n "$addr" ] && break
 		sleep 0.1
 	done
-	echo "== $name: loadtest attack $*"
+	echo "== $name ($BIN): loadtest attack $*"
 	./bin/loadtest attack -target "http://$addr" -duration "$DURATION" "$@" 2>/dev/null |
 		grep -E '^(requests|throughput|latency)|^ +total'
 	kill -TERM "$pid"
@@ -37,4 +47,11 @@ for r in $(seq "$ROUNDS"); do
 	run "single, max rate" -rate 0 -workers 64 -connections 64 -seed "$r"
 	run "batch 1000, max rate" -rate 0 -batch 1000 -workers 32 -connections 32 -seed "$r"
 	run "single, 20000 req/s" -rate 20000 -workers 8 -connections 8 -seed "$r"
+	if [[ -n ${BASE:-} ]]; then
+		BIN=./bin/impressiond-base
+		run "single, max rate" -rate 0 -workers 64 -connections 64 -seed "$r"
+		run "batch 1000, max rate" -rate 0 -batch 1000 -workers 32 -connections 32 -seed "$r"
+		run "single, 20000 req/s" -rate 20000 -workers 8 -connections 8 -seed "$r"
+		BIN=./bin/impressiond
+	fi
 done

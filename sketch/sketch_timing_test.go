@@ -173,11 +173,12 @@ func BenchmarkRepeats(b *testing.B) {
 // BenchmarkFreshLookup measures the lookup of a fresh pair (the costly
 // case: every live sub-filter is probed) at the default layout in three
 // states of the window: empty; holding the whole capacity spread evenly
-// over the TTL (steady traffic at capacity: about G + 1 live sub-filters
-// per shard); and at the fullest moment the capacity allows (a burst of the
-// whole capacity, then another one a TTL later, the first not yet freed:
-// about 2G live per shard). Keys are pre-hashed; nothing is added, so the
-// state stays as built. Burst ingest must stay within half of steady.
+// over the TTL (steady traffic at capacity: about G + 2 live sub-filters per
+// shard); and holding the most sub-filters the capacity allows (a sixth of
+// it spread over the TTL, so every slice closes a sub-filter by the clock,
+// then the other five sixths in one minute). Keys are pre-hashed; nothing
+// is added, so the state stays as built. Burst ingest must stay within
+// half of steady.
 func BenchmarkFreshLookup(b *testing.B) {
 	const c, ttl = 10_000_000, time.Hour
 	fill := map[string]func(bl *Bloom) time.Time{
@@ -189,13 +190,13 @@ func BenchmarkFreshLookup(b *testing.B) {
 			return benchStart.Add(ttl + ttl/6)
 		},
 		"fullest": func(bl *Bloom) time.Time {
-			for i := range c {
-				bl.TestAndAddKey(benchKey(i), benchStart.Add(time.Duration(i)*time.Minute/c))
+			for i := range c / 6 {
+				bl.TestAndAddKey(benchKey(i), benchStart.Add(time.Duration(i)*(ttl-time.Minute)/(c/6)))
 			}
-			for i := range c {
-				bl.TestAndAddKey(benchKey(c+i), benchStart.Add(ttl+time.Duration(i)*time.Minute/c))
+			for i := range c - c/6 {
+				bl.TestAndAddKey(benchKey(c+i), benchStart.Add(ttl-time.Minute+time.Duration(i)*time.Minute/c))
 			}
-			return benchStart.Add(ttl + time.Minute)
+			return benchStart.Add(ttl)
 		},
 	}
 	for _, state := range []string{"empty", "steady", "fullest"} {
