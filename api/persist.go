@@ -90,8 +90,13 @@ type RestoreStats struct {
 	// NewSecret is true when the directory had no secret yet and New drew
 	// one (a new directory, or an exact-mode one of an earlier version).
 	NewSecret bool
+	// DedupReset names why the dedup window was started empty under
+	// Options.ResetDedup, and is empty when it was restored.
+	DedupReset string
 
 	secretStored bool // the directory's secret file holds the window's secret
+	unkeyed      bool // the log's Bloom keys were hashed without a secret (ResetDedup)
+	resetDedup   bool // Options.ResetDedup
 }
 
 // openStore restores the server's state from dir, then opens the log for
@@ -104,6 +109,7 @@ func (s *Server) openStore(o *Options) error {
 		return err
 	}
 	st := &s.restored
+	st.resetDedup = o.ResetDedup
 	next, err := s.restore(dir, st)
 	if err != nil {
 		dir.Close()
@@ -124,6 +130,14 @@ func (s *Server) openStore(o *Options) error {
 		return err
 	}
 	s.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
+	if st.DedupReset != "" {
+		// At once, before any request: the snapshot replaces the state
+		// that could not be loaded, so the next start needs no reset (and
+		// would otherwise drop this run's pairs as well).
+		if err := s.Snapshot(); err != nil {
+			return err
+		}
+	}
 	st.Took = time.Since(start)
 	return nil
 }
@@ -152,7 +166,7 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 		return 0, err
 	}
 	if snap != nil {
-		if err := s.loadSnapshot(snap); err != nil {
+		if err := s.loadSnapshot(snap, st); err != nil {
 			return 0, err
 		}
 	}
@@ -192,6 +206,9 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			switch {
 			case r.User != nil:
 				add([]byte(c.id), r.User, r.Arrival)
+			case keyed != nil && st.unkeyed:
+				// Hashed without a secret (ResetDedup): the key means
+				// nothing to this window; the record is only counted.
 			case keyed != nil:
 				keyed.AddKey(sketch.Key{Lo: r.KeyLo, Hi: r.KeyHi}, r.Arrival)
 			default:
@@ -229,14 +246,23 @@ type keyedDeduper interface {
 
 // loadSnapshot reads the sections after the meta section of r: the
 // campaigns and the dedup window.
-func (s *Server) loadSnapshot(r *store.SnapshotReader) error {
+func (s *Server) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
 	if err := r.Section(sectionCampaigns, s.readCampaigns); err != nil {
 		return err
 	}
 	err := r.Section(sectionDedup, func(rd io.Reader) error {
+		if st.unkeyed {
+			_, err := io.Copy(io.Discard, rd) // the checksum is still checked
+			return err
+		}
 		_, err := s.dedup.ReadFrom(rd)
+		if errors.Is(err, sketch.ErrLayoutMismatch) && st.resetDedup {
+			st.DedupReset = err.Error()
+			_, err = io.Copy(io.Discard, rd)
+			return err
+		}
 		if errors.Is(err, sketch.ErrLayoutMismatch) {
-			return fmt.Errorf("%w; start with the -dedup flags the data was written with, or move the data directory away", err)
+			return fmt.Errorf("%w; start with the -dedup flags the data was written with, or once with -dedup-reset to keep the campaigns and counts with an empty dedup window (repeats of the last TTL are then counted again), or move the data directory away", err)
 		}
 		return err
 	})

@@ -405,6 +405,21 @@ func TestRestoreRefusesDamage(t *testing.T) {
 			t.Fatalf("New = %v, want a layout mismatch naming the snapshot", err)
 		}
 	})
+	t.Run("other capacity, reset", func(t *testing.T) {
+		dir := setup(t, "bloom", true)
+		clock := &fakeClock{t: testNow}
+		s := newTestServer(t, "bloom", func(o *Options) {
+			o.Dedup = newDedup(t, "bloom", 200000)
+			o.DataDir, o.ResetDedup, o.Now = dir, true, clock.Now
+			o.FsyncInterval, o.SnapshotInterval = time.Second, time.Hour
+		})
+		if st := s.srv.Restored(); !strings.Contains(st.DedupReset, "different options") || st.NewSecret {
+			t.Fatalf("restored %+v; want the window reset for its options, the secret kept", st)
+		}
+		if got := s.stats("beta").Total; got != 20+30 {
+			t.Fatalf("beta total %d after the reset, want 50: counts are kept", got)
+		}
+	})
 	t.Run("bloom log, exact server", func(t *testing.T) {
 		dir := setup(t, "bloom", false)
 		err := open("exact", dir, 100000)

@@ -77,8 +77,11 @@ func (s *Server) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta sn
 		return fmt.Errorf("api: the secret file %s and the snapshot %s hold different secrets: they belong to different data directories; put back the secret file that came with the snapshot, or remove the secret file to take the snapshot's", dir.SecretPath(), snap.Path())
 	case meta.keyed:
 		secret = meta.secret
+	case bloom && snap != nil && st.resetDedup:
+		st.unkeyed, st.DedupReset = true, fmt.Sprintf("snapshot %s holds no secret (an earlier version's)", snap.Path())
+		secret, st.NewSecret = s.dedup.Hasher().Secret(), true
 	case bloom && snap != nil:
-		return fmt.Errorf("%w (snapshot %s holds no secret): it was written by an earlier version; see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, snap.Path())
+		return fmt.Errorf("%w (snapshot %s holds no secret): it was written by an earlier version; start once with -dedup-reset to keep its campaigns and counts with an empty dedup window, see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, snap.Path())
 	case haveFile:
 		secret = file
 	default:
@@ -86,8 +89,11 @@ func (s *Server) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta sn
 		if err != nil {
 			return err
 		}
+		if bloom && len(segs) > 0 && !st.resetDedup {
+			return fmt.Errorf("%w (log segments but no secret file %s): it was written by an earlier version; start once with -dedup-reset to keep its campaigns and counts with an empty dedup window, see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, dir.SecretPath())
+		}
 		if bloom && len(segs) > 0 {
-			return fmt.Errorf("%w (log segments but no secret file %s): it was written by an earlier version; see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, dir.SecretPath())
+			st.unkeyed, st.DedupReset = true, fmt.Sprintf("log segments but no secret file %s (an earlier version's)", dir.SecretPath())
 		}
 		secret = s.dedup.Hasher().Secret()
 		st.NewSecret = true

@@ -154,6 +154,41 @@ func TestUnkeyedDataRefused(t *testing.T) {
 				t.Fatal("a refused start wrote a secret file")
 			}
 		})
+		t.Run("bloom/"+name+"/reset", func(t *testing.T) {
+			dir, pairs := earlier(t, "bloom", snapshot)
+			b := newTestServer(t, "bloom", func(o *Options) {
+				o.DataDir, o.ResetDedup, o.Now = dir, true, clock.Now
+				o.FsyncInterval, o.SnapshotInterval = time.Second, time.Hour
+			})
+			st := b.srv.Restored()
+			if st.DedupReset == "" || !st.NewSecret || st.Campaigns != 3 {
+				t.Fatalf("restored %+v; want the window reset, a new secret, the 3 campaigns", st)
+			}
+			// The counts survive; the window starts empty, so every pair
+			// counted before is counted once more, and only once.
+			for _, id := range []string{"alpha", "beta", "gamma"} {
+				if b.stats(id).Total == 0 {
+					t.Fatalf("campaign %s lost its counts", id)
+				}
+			}
+			seen := map[string]bool{}
+			for _, p := range pairs {
+				c, u, _ := strings.Cut(p, "/")
+				r := b.do("POST", "/api/v1/impressions", track(c, u)).want(t, 200)
+				if got := strings.Contains(string(r.body), `"counted"`); got == seen[p] {
+					t.Fatalf("%s after the reset: %s, want counted once, then duplicate", p, r.body)
+				}
+				seen[p] = true
+			}
+			b.srv.Close()
+			// The reset start wrote a keyed snapshot: the next start needs
+			// no flag and keeps this run's pairs.
+			c := durableServer(t, "bloom", dir, clock, time.Second)
+			if c.srv.Restored().DedupReset != "" {
+				t.Fatal("a second start reset the window again")
+			}
+			c.dupAll(pairs)
+		})
 		t.Run("exact/"+name, func(t *testing.T) {
 			dir, pairs := earlier(t, "exact", snapshot)
 			b := durableServer(t, "exact", dir, clock, time.Second)

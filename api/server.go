@@ -92,6 +92,14 @@ type Options struct {
 	// keys stay valid across restarts and backups. Empty keeps everything
 	// in memory only.
 	DataDir string
+	// ResetDedup lets New start with an empty dedup window when the one in
+	// DataDir cannot be loaded: written by an earlier version (another
+	// layout, or Bloom keys hashed without a secret) or with other -dedup
+	// flags. Campaigns and counts are restored all the same; the price is
+	// that repeats of pairs counted in the last TTL + TTL/K before the
+	// restart are counted once more. By default such a directory is
+	// refused, since that would be a silent double count.
+	ResetDedup bool
 	// FsyncInterval is how often the log is fsync'd. Zero makes every
 	// write wait for the group commit that fsyncs it. The zero value means
 	// zero: callers wanting the 1s default set it.

@@ -48,6 +48,7 @@ type config struct {
 	dataDir       string
 	fsyncInterval time.Duration
 	snapshotEvery time.Duration
+	dedupReset    bool
 	redisTimeout  time.Duration
 	version       bool
 }
@@ -88,6 +89,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for the write-ahead log and snapshots; empty keeps everything in memory only (lost on restart)")
 	fs.DurationVar(&c.fsyncInterval, "fsync-interval", time.Second, "how often the write-ahead log is fsync'd; 0 makes every write wait for the group commit that fsyncs it")
 	fs.DurationVar(&c.snapshotEvery, "snapshot-interval", time.Minute, "how often a snapshot of the whole state is written (and the log before it deleted)")
+	fs.BoolVar(&c.dedupReset, "dedup-reset", false, "with -data-dir: if the dedup window there cannot be loaded (an earlier version's, or other -dedup flags), start it empty and keep the campaigns and counts; repeats of pairs counted in the last TTL are then counted again")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 
 	var envErr error

@@ -95,6 +95,7 @@ func run(cfg *config, log *slog.Logger) error {
 		DataDir:          cfg.dataDir,
 		FsyncInterval:    cfg.fsyncInterval,
 		SnapshotInterval: cfg.snapshotEvery,
+		ResetDedup:       cfg.dedupReset,
 	})
 	if err != nil {
 		return err
@@ -192,4 +193,7 @@ func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
 	}
 	attrs = append(attrs, "new_secret", st.NewSecret)
 	log.Info("state restored", attrs...)
+	if st.DedupReset != "" {
+		log.Warn("-dedup-reset: the dedup window was started empty; repeats of pairs counted in the last TTL are counted again until it passes", "why", st.DedupReset)
+	}
 }
