@@ -15,6 +15,8 @@ run: build
 test:
 	go vet ./...
 	go test -race ./...
+	@# What -race cannot measure: allocations and heap sizes, in a plain build.
+	go test -count=1 -run 'DoesNotAllocate|BytesMatchesHeap' ./api ./sketch
 	IMPRESSIOND_TEST_STORE=redis go test -race -count=1 ./api
 	@# The Redis tests again with every store clock a year ahead, then a
 	@# year back: a test that mixes a fixed date with a real clock fails now,
