@@ -33,16 +33,9 @@ BATCH=${BATCH:-1000}
 LIMIT=${LIMIT:-300}
 read -r -a extra <<<"${ARGS:-}"
 
-go build -o bin/impressiond ./cmd/impressiond
-go build -o bin/loadtest ./loadtest
+source loadtest/build.sh
 bins=(./bin/impressiond)
-if [[ -n ${BASE:-} ]]; then
-	basetree=$(mktemp -d)
-	git worktree add -q --detach "$basetree" "$BASE"
-	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
-	git worktree remove --force "$basetree"
-	bins+=(./bin/impressiond-base)
-fi
+if [[ -n ${BASE:-} ]]; then bins+=(./bin/impressiond-base); fi
 
 work=$(mktemp -d)
 pid=""

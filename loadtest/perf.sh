@@ -12,14 +12,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 
-go build -o bin/impressiond ./cmd/impressiond
-go build -o bin/loadtest ./loadtest
-if [[ -n ${BASE:-} ]]; then
-	basetree=$(mktemp -d)
-	git worktree add -q --detach "$basetree" "$BASE"
-	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
-	git worktree remove --force "$basetree"
-fi
+source loadtest/build.sh
 BIN=./bin/impressiond
 
 run() { # name, loadtest attack flags...

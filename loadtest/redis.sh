@@ -35,14 +35,7 @@ for cmd in go redis-server redis-benchmark redis-cli; do
 	command -v "$cmd" >/dev/null || { echo "redis.sh: $cmd not found (apt-get install -y redis-server redis-tools)" >&2; exit 1; }
 done
 
-go build -o bin/impressiond ./cmd/impressiond
-go build -o bin/loadtest ./loadtest
-if [[ -n ${BASE:-} ]]; then
-	basetree=$(mktemp -d)
-	git worktree add -q --detach "$basetree" "$BASE"
-	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
-	git worktree remove --force "$basetree"
-fi
+source loadtest/build.sh
 BIN=./bin/impressiond
 
 work=$(mktemp -d)
