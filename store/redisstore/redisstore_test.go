@@ -16,9 +16,11 @@ import (
 )
 
 // testOptions are the options of the stores under test: a 1 h window of
-// 6 slices, on Redis's clock moved by the test run's clock shift.
+// 6 slices, on Redis's clock moved by the test run's clock shift. The
+// timeout is generous: these tests check answers under -race on a busy
+// machine, not Redis's latency (TestRedisDown checks the default's).
 func testOptions(t *testing.T, srv *redistest.Server, mode string, ttl time.Duration) Options {
-	return Options{URL: srv.URL, Mode: mode, ClockOffset: redistest.ClockShift(t),
+	return Options{URL: srv.URL, Mode: mode, ClockOffset: redistest.ClockShift(t), Timeout: 5 * time.Second,
 		Dedup: sketch.Options{TTL: ttl, Slices: 6, Capacity: 10000, FalsePositiveRate: 0.001}}
 }
 
@@ -444,7 +446,9 @@ func dbsize(t *testing.T, s *Store) int64 {
 // and both recover once it is back.
 func TestRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openTest(t, srv, "exact", time.Hour)
+	o := testOptions(t, srv, "exact", time.Hour)
+	o.Timeout = 0 // the default, 200ms
+	s := open(t, o)
 	srv.Stop()
 	out := make([]bool, 1)
 	start := time.Now()
