@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -160,6 +161,8 @@ type response struct {
 
 // do sends one request and returns the response; it fails the test if the
 // response breaks the contract of docs/openapi.yaml (see contract_test.go).
+// It reports with t.Errorf, so it is safe from worker goroutines: when the
+// request itself fails, the response has status 0.
 func (ts *testServer) do(method, path, body string) response {
 	ts.t.Helper()
 	return ts.doWith(method, path, body, nil)
@@ -180,7 +183,8 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 		req.Header.Set(k, v)
 	}
 	if err := ts.client.Do(req, resp); err != nil {
-		ts.t.Fatalf("%s %s: %v", method, path, err)
+		ts.t.Errorf("%s %s: %v", method, path, err)
+		return response{header: map[string]string{}}
 	}
 	r := response{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
 	h := http.Header{}
@@ -194,16 +198,37 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 		ts.t.Errorf("%s %s: answer %d %.500s breaks the API contract: %v", method, path, r.status, r.body, err)
 	}
 	if r.header["Content-Type"] == "application/json" && method != "HEAD" && !json.Valid(r.body) {
-		ts.t.Fatalf("%s %s: body is not JSON: %s", method, path, r.body)
+		ts.t.Errorf("%s %s: body is not JSON: %s", method, path, r.body)
 	}
 	return r
 }
 
-// want checks the status and, for errors, the error shape.
+// want checks the status and, for errors, the error shape. It calls
+// t.Fatal: call it on the test goroutine only; worker goroutines use ok.
 func (r response) want(t testing.TB, status int) response {
 	t.Helper()
+	if err := r.check(status); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// ok is want for worker goroutines: it reports a mismatch with t.Error and
+// returns false, and the goroutine should then stop.
+func (r response) ok(t testing.TB, status int) bool {
+	t.Helper()
+	if err := r.check(status); err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+// check returns why r does not have the status and, for errors, the error
+// shape, or nil.
+func (r response) check(status int) error {
 	if r.status != status {
-		t.Fatalf("status: got %d, want %d (body %s)", r.status, status, r.body)
+		return fmt.Errorf("status: got %d, want %d (body %s)", r.status, status, r.body)
 	}
 	if status >= 400 {
 		var e struct {
@@ -211,10 +236,10 @@ func (r response) want(t testing.TB, status int) response {
 			Code  *int    `json:"code"`
 		}
 		if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" || e.Code == nil || *e.Code != status {
-			t.Fatalf("error body %s: want {\"error\": non-empty, \"code\": %d}", r.body, status)
+			return fmt.Errorf("error body %s: want {\"error\": non-empty, \"code\": %d}", r.body, status)
 		}
 	}
-	return r
+	return nil
 }
 
 func (r response) decode(t testing.TB, v any) {

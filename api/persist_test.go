@@ -231,11 +231,16 @@ func TestFsyncZeroWaitsForCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 20 {
-				a.do("POST", "/api/v1/impressions", track("c", fmt.Sprintf("%d-%d", w, i))).want(t, 200)
+				if !a.do("POST", "/api/v1/impressions", track("c", fmt.Sprintf("%d-%d", w, i))).ok(t, 200) {
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	ls := a.srv.persist.log.Stats()
 	if ls.Records != 321 {
 		t.Fatalf("log records %d, want 321", ls.Records)
