@@ -298,11 +298,15 @@ func serveUntilCleanup(t testing.TB, srv *Server, ln net.Listener) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(ln)
+		if err := srv.Serve(ln); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	}()
 	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		ln.Close()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		ln.Close() // Shutdown may have closed it already
 		<-done
 	})
 }
