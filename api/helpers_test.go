@@ -267,6 +267,14 @@ func (ts *testServer) stats(id string) statsJSON {
 // window, the skew a minute and the logger silent; the real clock runs.
 func serveTCP(t testing.TB, o Options) (*Server, string) {
 	t.Helper()
+	srv, ln := serveCountingTCP(t, o)
+	return srv, ln.Addr().String()
+}
+
+// serveCountingTCP is serveTCP that returns its listener, which counts the
+// connections the server accepted.
+func serveCountingTCP(t testing.TB, o Options) (*Server, *acceptCounter) {
+	t.Helper()
 	if o.Dedup == nil {
 		d, err := sketch.NewExact(sketch.Options{})
 		if err != nil {
@@ -284,12 +292,48 @@ func serveTCP(t testing.TB, o Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := &acceptCounter{Listener: inner, accepted: make(chan struct{}, 4096)}
 	serveUntilCleanup(t, srv, ln)
-	return srv, ln.Addr().String()
+	return srv, ln
+}
+
+// acceptCounter is a net.Listener that reports every connection it
+// accepts, so that a test waits for the server to hold its connections
+// instead of sleeping. It is safe for concurrent use.
+type acceptCounter struct {
+	net.Listener
+	accepted chan struct{} // a value per accepted connection, up to its capacity
+}
+
+func (l *acceptCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		select {
+		case l.accepted <- struct{}{}:
+		default:
+		}
+	}
+	return c, err
+}
+
+// wait returns once n more connections were accepted; it fails the test
+// if they were not within 10s. The server's connection limits count a
+// connection before it accepts the next one, so a connection dialed after
+// wait returns sees the earlier ones counted.
+func (l *acceptCounter) wait(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for i := range n {
+		select {
+		case <-l.accepted:
+		case <-timeout:
+			t.Fatalf("the server accepted %d of %d connections within 10s", i, n)
+		}
+	}
 }
 
 // serveUntilCleanup serves srv on ln in a goroutine; the test's cleanup

@@ -153,10 +153,22 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	ts, srv := redisServers(t, "exact", 2, 200*time.Millisecond)
 	ts[0].createCampaign("c")
 	const pairs = 3000
-	var counted atomic.Int64
-	var failures atomic.Int64
+	var counted, answered, failures atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	stopClients := sync.OnceFunc(func() { close(stop) })
+	// await waits for cond, polling: Redis is a real process. On timeout it
+	// stops the clients before failing, so none outlives the test.
+	await := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				stopClients()
+				wg.Wait()
+				t.Fatalf("no %s within 30s", what)
+			}
+		}
+	}
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
@@ -168,6 +180,7 @@ func TestRedisRestartMidLoad(t *testing.T) {
 						return // the request failed, and do reported it
 					}
 					if r.status == 200 {
+						answered.Add(1)
 						if strings.Contains(string(r.body), `"counted"`) {
 							counted.Add(1)
 						}
@@ -183,20 +196,22 @@ func TestRedisRestartMidLoad(t *testing.T) {
 			}
 		}()
 	}
-	for counted.Load() < 50 { // the load is under way
-		time.Sleep(5 * time.Millisecond)
-	}
+	await("load under way", func() bool { return counted.Load() >= 50 })
 	srv.Pause() // SIGSTOP: commands in flight time out, maybe after Redis ran them
-	time.Sleep(500 * time.Millisecond)
+	// Until requests fail, not for a fixed time: what the test checks
+	// must not depend on how long a sleep lasted on a loaded machine.
+	await("request failing while Redis is paused", func() bool { return failures.Load() > 0 })
 	srv.Resume()
-	time.Sleep(100 * time.Millisecond)
+	before := answered.Load()
+	await("request answered after Redis resumed", func() bool { return answered.Load() > before })
 	srv.RestartKeepingData()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		close(stop)
+		stopClients()
+		<-done
 		t.Fatal("clients did not finish within 30s of Redis coming back")
 	}
 	// A call that timed out may have run in Redis: its retry then answers
