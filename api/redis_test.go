@@ -110,7 +110,9 @@ func TestRedisUnavailable(t *testing.T) {
 	srv.Stop()
 	start := time.Now()
 	s.do("POST", "/api/v1/impressions", track("c", "during")).want(t, 503)
-	if d := time.Since(start); d > time.Second {
+	// Generous on a loaded machine: this tells failing fast from hanging,
+	// not how fast.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("503 took %s, want about the 200ms timeout", d)
 	}
 	s.do("POST", "/api/v1/impressions/batch", "["+track("c", "during")+"]").want(t, 503)

@@ -617,8 +617,8 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 
 // TestLogWritesPromptly: with a long fsync interval nobody waits, but an
 // appended record still reaches the file (the operating system, which
-// survives the process being killed) within milliseconds, not at the
-// next fsync.
+// survives the process being killed) long before the next fsync. The 10s
+// bound only tells "soon" from "an hour"; how soon is for a benchmark.
 func TestLogWritesPromptly(t *testing.T) {
 	d := openTestDir(t)
 	l, err := OpenLog(d, 1, Options{FsyncInterval: time.Hour})
@@ -637,8 +637,8 @@ func TestLogWritesPromptly(t *testing.T) {
 		if err == nil && fi.Size() > int64(walHeader) {
 			break
 		}
-		if time.Since(start) > 500*time.Millisecond {
-			t.Fatal("an appended record was not in the file within 500ms")
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("an appended record was not in the file within 10s, with the next fsync an hour away")
 		}
 		time.Sleep(time.Millisecond)
 	}
