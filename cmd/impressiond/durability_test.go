@@ -265,7 +265,23 @@ func TestDurability(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(1500 * time.Millisecond)
+		// Kill once some pairs are acknowledged, not after a fixed time: on
+		// a loaded machine a sleep may end before any is, and the test
+		// would check nothing. Polled: the server is a real process.
+		const wantAcked = 200
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n >= wantAcked {
+				break
+			}
+			if time.Now().After(deadline) {
+				a.stop(syscall.SIGKILL)
+				wg.Wait()
+				t.Fatalf("%d of %d pairs acknowledged within 30s:\n%s", n, wantAcked, a.logText())
+			}
+		}
 		a.stop(syscall.SIGKILL)
 		wg.Wait()
 
