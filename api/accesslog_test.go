@@ -37,7 +37,9 @@ func TestAccessLog(t *testing.T) {
 	ts.createCampaign("c1")
 	ts.do("POST", "/api/v1/impressions", track("c1", "u1")).want(t, 200)
 	ts.do("GET", "/nope", "").want(t, 404)
-	ts.srv.Close() // writes what is queued
+	if err := ts.srv.Close(); err != nil { // writes what is queued
+		t.Fatal(err)
+	}
 	log := out.String()
 	for _, want := range []string{
 		`msg=access method=POST path=/api/v1/campaigns status=201`,
@@ -54,7 +56,9 @@ func TestNoAccessLogByDefault(t *testing.T) {
 	var out syncBuffer
 	ts := newTestServer(t, "exact", func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
 	ts.do("GET", "/healthz", "").want(t, 200)
-	ts.srv.Close()
+	if err := ts.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if strings.Contains(out.String(), "msg=access") {
 		t.Fatalf("access log written while off: %s", out.String())
 	}

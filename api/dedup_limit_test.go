@@ -194,7 +194,9 @@ func TestDedupLimitNotLogged(t *testing.T) {
 	ts.do("POST", "/api/v1/impressions", track("c1", "u0")).want(t, 200)
 	ts.do("POST", "/api/v1/impressions/batch", "["+track("c1", "u1")+","+track("c1", "refused")+"]").want(t, 200)
 	ts.do("POST", "/api/v1/impressions", track("c1", "refused")).want(t, 503)
-	ts.srv.Close()
+	if err := ts.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	ts2 := newTestServer(t, "exact", boundedExact(t, 2), durable())
 	ts2.clock = clock

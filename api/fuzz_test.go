@@ -29,7 +29,11 @@ func fuzzServer(f *testing.F) fasthttp.RequestHandler {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { srv.Close() })
+	f.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			f.Error(err)
+		}
+	})
 	h := srv.Handler()
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")

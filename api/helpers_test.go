@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -160,6 +161,8 @@ type response struct {
 
 // do sends one request and returns the response; it fails the test if the
 // response breaks the contract of docs/openapi.yaml (see contract_test.go).
+// It reports with t.Errorf, so it is safe from worker goroutines: when the
+// request itself fails, the response has status 0.
 func (ts *testServer) do(method, path, body string) response {
 	ts.t.Helper()
 	return ts.doWith(method, path, body, nil)
@@ -180,7 +183,8 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 		req.Header.Set(k, v)
 	}
 	if err := ts.client.Do(req, resp); err != nil {
-		ts.t.Fatalf("%s %s: %v", method, path, err)
+		ts.t.Errorf("%s %s: %v", method, path, err)
+		return response{header: map[string]string{}}
 	}
 	r := response{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
 	h := http.Header{}
@@ -194,16 +198,37 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 		ts.t.Errorf("%s %s: answer %d %.500s breaks the API contract: %v", method, path, r.status, r.body, err)
 	}
 	if r.header["Content-Type"] == "application/json" && method != "HEAD" && !json.Valid(r.body) {
-		ts.t.Fatalf("%s %s: body is not JSON: %s", method, path, r.body)
+		ts.t.Errorf("%s %s: body is not JSON: %s", method, path, r.body)
 	}
 	return r
 }
 
-// want checks the status and, for errors, the error shape.
+// want checks the status and, for errors, the error shape. It calls
+// t.Fatal: call it on the test goroutine only; worker goroutines use ok.
 func (r response) want(t testing.TB, status int) response {
 	t.Helper()
+	if err := r.check(status); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// ok is want for worker goroutines: it reports a mismatch with t.Error and
+// returns false, and the goroutine should then stop.
+func (r response) ok(t testing.TB, status int) bool {
+	t.Helper()
+	if err := r.check(status); err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+// check returns why r does not have the status and, for errors, the error
+// shape, or nil.
+func (r response) check(status int) error {
 	if r.status != status {
-		t.Fatalf("status: got %d, want %d (body %s)", r.status, status, r.body)
+		return fmt.Errorf("status: got %d, want %d (body %s)", r.status, status, r.body)
 	}
 	if status >= 400 {
 		var e struct {
@@ -211,10 +236,10 @@ func (r response) want(t testing.TB, status int) response {
 			Code  *int    `json:"code"`
 		}
 		if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" || e.Code == nil || *e.Code != status {
-			t.Fatalf("error body %s: want {\"error\": non-empty, \"code\": %d}", r.body, status)
+			return fmt.Errorf("error body %s: want {\"error\": non-empty, \"code\": %d}", r.body, status)
 		}
 	}
-	return r
+	return nil
 }
 
 func (r response) decode(t testing.TB, v any) {
@@ -242,6 +267,14 @@ func (ts *testServer) stats(id string) statsJSON {
 // window, the skew a minute and the logger silent; the real clock runs.
 func serveTCP(t testing.TB, o Options) (*Server, string) {
 	t.Helper()
+	srv, ln := serveCountingTCP(t, o)
+	return srv, ln.Addr().String()
+}
+
+// serveCountingTCP is serveTCP that returns its listener, which counts the
+// connections the server accepted.
+func serveCountingTCP(t testing.TB, o Options) (*Server, *acceptCounter) {
+	t.Helper()
 	if o.Dedup == nil {
 		d, err := sketch.NewExact(sketch.Options{})
 		if err != nil {
@@ -259,12 +292,48 @@ func serveTCP(t testing.TB, o Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := &acceptCounter{Listener: inner, accepted: make(chan struct{}, 4096)}
 	serveUntilCleanup(t, srv, ln)
-	return srv, ln.Addr().String()
+	return srv, ln
+}
+
+// acceptCounter is a net.Listener that reports every connection it
+// accepts, so that a test waits for the server to hold its connections
+// instead of sleeping. It is safe for concurrent use.
+type acceptCounter struct {
+	net.Listener
+	accepted chan struct{} // a value per accepted connection, up to its capacity
+}
+
+func (l *acceptCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		select {
+		case l.accepted <- struct{}{}:
+		default:
+		}
+	}
+	return c, err
+}
+
+// wait returns once n more connections were accepted; it fails the test
+// if they were not within 10s. The server's connection limits count a
+// connection before it accepts the next one, so a connection dialed after
+// wait returns sees the earlier ones counted.
+func (l *acceptCounter) wait(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for i := range n {
+		select {
+		case <-l.accepted:
+		case <-timeout:
+			t.Fatalf("the server accepted %d of %d connections within 10s", i, n)
+		}
+	}
 }
 
 // serveUntilCleanup serves srv on ln in a goroutine; the test's cleanup
@@ -273,11 +342,15 @@ func serveUntilCleanup(t testing.TB, srv *Server, ln net.Listener) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(ln)
+		if err := srv.Serve(ln); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	}()
 	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		ln.Close()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		ln.Close() // Shutdown may have closed it already
 		<-done
 	})
 }

@@ -113,7 +113,9 @@ func TestRestartKeepsState(t *testing.T) {
 						t.Fatal(err)
 					}
 				} else {
-					a.srv.Close() // log flushed, no snapshot
+					if err := a.srv.Close(); err != nil { // log flushed, no snapshot
+						t.Fatal(err)
+					}
 				}
 
 				b := durableServer(t, mode, dir, clock, time.Second)
@@ -150,7 +152,9 @@ func TestRestartExpiresDedup(t *testing.T) {
 	a := durableServer(t, "exact", dir, clock, time.Second)
 	a.createCampaign("c")
 	a.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
-	a.srv.Shutdown(t.Context())
+	if err := a.srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	clock.Add(2 * time.Hour)
 	b := durableServer(t, "exact", dir, clock, time.Second)
 	r := b.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
@@ -206,7 +210,9 @@ func TestSnapshotUnderLoad(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			a.srv.Close()
+			if err := a.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
 			b := durableServer(t, mode, dir, clock, time.Second)
 			if got, want := b.stats("c").Total, uint64(counted.Load()); got != want {
 				t.Fatalf("total after restart %d, want %d counted answers", got, want)
@@ -231,11 +237,16 @@ func TestFsyncZeroWaitsForCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 20 {
-				a.do("POST", "/api/v1/impressions", track("c", fmt.Sprintf("%d-%d", w, i))).want(t, 200)
+				if !a.do("POST", "/api/v1/impressions", track("c", fmt.Sprintf("%d-%d", w, i))).ok(t, 200) {
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	ls := a.srv.persist.log.Stats()
 	if ls.Records != 321 {
 		t.Fatalf("log records %d, want 321", ls.Records)
@@ -299,7 +310,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	a.do("POST", "/api/v1/impressions", track("c", "after")).want(t, 200)
 	a.do("POST", "/api/v1/campaigns", `{"id":"d","name":"D"}`).want(t, 201)
-	a.srv.Close()
+	if err := a.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 	b := durableServer(t, "exact", dir, clock, 0)
 	if got := b.stats("c").Total; got != 3 {
 		t.Fatalf("total after restart %d, want 3", got)
@@ -341,19 +354,26 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		a := durableServer(t, mode, dir, &fakeClock{t: testNow}, time.Second)
 		load(a)
 		if snapshot {
-			a.srv.Shutdown(t.Context())
+			if err := a.srv.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 		} else {
-			a.srv.Close()
+			if err := a.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return dir
 	}
 	open := func(mode, dir string, capacity int) error {
 		o := Options{Dedup: newDedup(t, mode, capacity), DataDir: dir, Now: (&fakeClock{t: testNow}).Now}
 		s, err := New(o)
-		if err == nil {
-			s.Close()
+		if err != nil {
+			return err
 		}
-		return err
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close after opening %s: %v", dir, err)
+		}
+		return nil
 	}
 	flip := func(t *testing.T, pattern string, at func(n int) int) string {
 		files, _ := filepath.Glob(pattern)
@@ -361,9 +381,14 @@ func TestRestoreRefusesDamage(t *testing.T) {
 			t.Fatalf("no file %s", pattern)
 		}
 		f := files[len(files)-1]
-		b, _ := os.ReadFile(f)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
 		b[at(len(b))] ^= 0x10
-		os.WriteFile(f, b, 0o644)
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return f
 	}
 	t.Run("snapshot byte flipped", func(t *testing.T) {
@@ -386,8 +411,13 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		dir := setup(t, "exact", false)
 		files, _ := filepath.Glob(filepath.Join(dir, "wal-*"))
 		f := files[len(files)-1]
-		b, _ := os.ReadFile(f)
-		os.WriteFile(f, b[:len(b)-3], 0o644)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, b[:len(b)-3], 0o644); err != nil {
+			t.Fatal(err)
+		}
 		clock := &fakeClock{t: testNow}
 		s := durableServer(t, "exact", dir, clock, time.Second)
 		if s.srv.Restored().Torn == nil {
@@ -463,7 +493,9 @@ func TestStartTimeSurvivesRestart(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				a.srv.Close()
+				if err := a.srv.Close(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			b := durableServer(t, "exact", dir, clock, time.Second)
 			for i, tc := range startTimes {

@@ -96,7 +96,9 @@ func BenchmarkRestore(b *testing.B) {
 					b.Fatalf("restored %d campaigns, want %d", st.Campaigns, campaigns)
 				}
 				b.ReportMetric(st.Took.Seconds(), "s/restore")
-				s.Close()
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
 				b.StartTimer()
 			}
 		})

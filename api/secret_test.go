@@ -51,9 +51,13 @@ func TestSecretIsPerDirectory(t *testing.T) {
 			if b.secret() == secret {
 				t.Fatal("two data directories share a secret")
 			}
-			b.srv.Close()
+			if err := b.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
 			pairs := load(a)
-			a.srv.Close() // log only
+			if err := a.srv.Close(); err != nil { // log only
+				t.Fatal(err)
+			}
 			if got := dirSecret(t, dir); got != secret {
 				t.Fatalf("secret file %x, window's %x", got, secret)
 			}
@@ -62,7 +66,9 @@ func TestSecretIsPerDirectory(t *testing.T) {
 				t.Fatalf("after a restart from the log: secret %x (new %v), want %x", a.secret(), a.srv.Restored().NewSecret, secret)
 			}
 			a.dupAll(pairs)
-			a.srv.Shutdown(t.Context()) // snapshot
+			if err := a.srv.Shutdown(t.Context()); err != nil { // snapshot
+				t.Fatal(err)
+			}
 			a = durableServer(t, mode, dir, clock, time.Second)
 			if a.secret() != secret {
 				t.Fatalf("after a restart from a snapshot: secret %x, want %x", a.secret(), secret)
@@ -82,7 +88,9 @@ func TestSnapshotRestoresSecret(t *testing.T) {
 	a := durableServer(t, "bloom", dir, clock, time.Second)
 	secret := a.secret()
 	pairs := load(a)
-	a.srv.Shutdown(t.Context())
+	if err := a.srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*"))
 	if len(snaps) != 1 {
 		t.Fatalf("snapshots %v, want one", snaps)
@@ -91,14 +99,18 @@ func TestSnapshotRestoresSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(restored, filepath.Base(snaps[0])), b, 0o644)
+	if err := os.WriteFile(filepath.Join(restored, filepath.Base(snaps[0])), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	r := durableServer(t, "bloom", restored, clock, time.Second)
 	if r.secret() != secret {
 		t.Fatalf("restored secret %x, want the snapshot's %x", r.secret(), secret)
 	}
 	r.dupAll(pairs)
-	r.srv.Close()
+	if err := r.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if got := dirSecret(t, restored); got != secret {
 		t.Fatalf("secret file after the restore %x, want %x", got, secret)
 	}
@@ -112,12 +124,21 @@ func TestSecretMismatchRefused(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	a := durableServer(t, "bloom", dir, clock, time.Second)
 	load(a)
-	a.srv.Shutdown(t.Context())
-	durableServer(t, "bloom", other, clock, time.Second).srv.Close()
-	foreign, _ := os.ReadFile(filepath.Join(other, "SECRET"))
-	os.WriteFile(filepath.Join(dir, "SECRET"), foreign, 0o600)
+	if err := a.srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := durableServer(t, "bloom", other, clock, time.Second).srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := os.ReadFile(filepath.Join(other, "SECRET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "SECRET"), foreign, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
-	_, err := New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
+	_, err = New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "SECRET")) || !strings.Contains(err.Error(), "snapshot-") {
 		t.Fatalf("New = %v, want a refusal naming the secret file and the snapshot", err)
 	}
@@ -134,12 +155,18 @@ func TestUnkeyedDataRefused(t *testing.T) {
 		a := durableServer(t, mode, dir, clock, time.Second)
 		pairs := load(a)
 		if snapshot {
-			a.srv.Shutdown(t.Context())
+			if err := a.srv.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			unkeySnapshot(t, dir)
 		} else {
-			a.srv.Close()
+			if err := a.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
-		os.Remove(filepath.Join(dir, "SECRET"))
+		if err := os.Remove(filepath.Join(dir, "SECRET")); err != nil {
+			t.Fatal(err)
+		}
 		return dir, pairs
 	}
 	for _, snapshot := range []bool{false, true} {
@@ -180,7 +207,9 @@ func TestUnkeyedDataRefused(t *testing.T) {
 				}
 				seen[p] = true
 			}
-			b.srv.Close()
+			if err := b.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
 			// The reset start wrote a keyed snapshot: the next start needs
 			// no flag and keeps this run's pairs.
 			c := durableServer(t, "bloom", dir, clock, time.Second)

@@ -284,15 +284,22 @@ func TestConcurrentTracking(t *testing.T) {
 			for i := 0; i < perG; i++ {
 				n := (g*perG + i) * 7919 // spread, with many collisions
 				c, u := fmt.Sprint("c", n%campaigns), fmt.Sprint("u", n%users)
+				var r response
 				if i%10 == 0 {
-					ts.do("POST", "/api/v1/impressions/batch", "["+track(c, u)+","+track(c, u+"b")+"]").want(t, 200)
+					r = ts.do("POST", "/api/v1/impressions/batch", "["+track(c, u)+","+track(c, u+"b")+"]")
 				} else {
-					ts.do("POST", "/api/v1/impressions", track(c, u)).want(t, 200)
+					r = ts.do("POST", "/api/v1/impressions", track(c, u))
+				}
+				if !r.ok(t, 200) {
+					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	// Recompute the distinct pairs each campaign was sent.
 	want := make([]map[string]bool, campaigns)
 	for c := range want {

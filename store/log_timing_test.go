@@ -39,7 +39,9 @@ func BenchmarkAppend(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			l.Close()
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
 			st := l.Stats()
 			b.ReportMetric(float64(st.Records)/float64(max(st.Fsyncs, 1)), "records/fsync")
 		})

@@ -20,8 +20,30 @@ func openTestDir(t *testing.T) *Dir {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil && !errors.Is(err, os.ErrClosed) { // a test may close it first
+			t.Error(err)
+		}
+	})
 	return d
+}
+
+// writeFile is os.WriteFile that fails the test on an error.
+func writeFile(t testing.TB, path string, b []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, b, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFile is os.ReadFile that fails the test on an error.
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 var t0 = time.Date(2026, 11, 26, 10, 30, 15, 123456789, time.UTC)
@@ -152,7 +174,9 @@ func TestLogConcurrentAppend(t *testing.T) {
 	if _, err := l.Rotate(); err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	next := make([]uint64, writers)
 	_, err = d.Replay(0, func(r *Record) error {
 		if r.KeyLo != next[r.Campaign] {
@@ -179,9 +203,15 @@ func writeSegments(t *testing.T, d *Dir) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Append(sampleBatch())
-	l.Rotate()
-	l.Append(sampleBatch())
+	if err := l.Append(sampleBatch()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(sampleBatch()); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +276,11 @@ func TestReplayCorruption(t *testing.T) {
 	writeSegments(t, d)
 	for _, seg := range []uint64{1, 2} {
 		path := d.segmentPath(seg)
-		full, _ := os.ReadFile(path)
+		full := readFile(t, path)
 		for i := range full {
 			bad := bytes.Clone(full)
 			bad[i] ^= 0x20
-			os.WriteFile(path, bad, 0o644)
+			writeFile(t, path, bad, 0o644)
 			_, st, err := collect(t, d)
 			var ce *CorruptError
 			switch {
@@ -263,7 +293,7 @@ func TestReplayCorruption(t *testing.T) {
 			case i >= walHeader && (ce.Offset > int64(i) || int64(i)-ce.Offset >= 64):
 				t.Fatalf("segment %d, byte %d flipped: offset %d, want the start of its record", seg, i, ce.Offset)
 			}
-			os.WriteFile(path, full, 0o644)
+			writeFile(t, path, full, 0o644)
 		}
 	}
 }
@@ -271,9 +301,9 @@ func TestReplayCorruption(t *testing.T) {
 func TestReplayVersionMismatch(t *testing.T) {
 	d := openTestDir(t)
 	path := writeSegments(t, d)
-	b, _ := os.ReadFile(path)
+	b := readFile(t, path)
 	b[len(walMagic)] = 9
-	os.WriteFile(path, b, 0o644)
+	writeFile(t, path, b, 0o644)
 	_, _, err := collect(t, d)
 	if !errors.Is(err, ErrVersion) {
 		t.Fatalf("err = %v, want ErrVersion", err)
@@ -289,8 +319,8 @@ func TestReplayShortOlderSegment(t *testing.T) {
 	d := openTestDir(t)
 	writeSegments(t, d)
 	path := d.segmentPath(1)
-	b, _ := os.ReadFile(path)
-	os.WriteFile(path, b[:len(b)-3], 0o644)
+	b := readFile(t, path)
+	writeFile(t, path, b[:len(b)-3], 0o644)
 	_, _, err := collect(t, d)
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.File != path {
@@ -360,7 +390,9 @@ func TestLogDiskFull(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	got, _, err := collect(t, d)
 	if err != nil {
 		t.Fatal(err)
@@ -377,12 +409,16 @@ func TestDirLock(t *testing.T) {
 	if _, err := OpenDir(dir); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second OpenDir = %v, want ErrLocked", err)
 	}
-	d.Close()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
 	d2, err := OpenDir(dir)
 	if err != nil {
 		t.Fatalf("OpenDir after Close: %v", err)
 	}
-	d2.Close()
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // writeSnapshot writes a snapshot for seg with three sections.
@@ -445,10 +481,10 @@ func TestSnapshotCorruption(t *testing.T) {
 	d := openTestDir(t)
 	writeSnapshot(t, d, 1, snapPayloads...)
 	path := d.snapshotPath(1)
-	full, _ := os.ReadFile(path)
+	full := readFile(t, path)
 	check := func(what string, bad []byte) {
 		t.Helper()
-		os.WriteFile(path, bad, 0o644)
+		writeFile(t, path, bad, 0o644)
 		_, err := readSnapshot(d, 1, snapPayloads...)
 		if err == nil {
 			t.Fatalf("%s: snapshot accepted", what)
@@ -472,9 +508,9 @@ func TestSnapshotVersionMismatch(t *testing.T) {
 	d := openTestDir(t)
 	writeSnapshot(t, d, 1, snapPayloads...)
 	path := d.snapshotPath(1)
-	b, _ := os.ReadFile(path)
+	b := readFile(t, path)
 	b[len(snapMagic)] = 2
-	os.WriteFile(path, b, 0o644)
+	writeFile(t, path, b, 0o644)
 	_, err := d.OpenSnapshot(1)
 	if !errors.Is(err, ErrVersion) {
 		t.Fatalf("err = %v, want ErrVersion", err)
@@ -485,15 +521,29 @@ func TestSnapshotVersionMismatch(t *testing.T) {
 // a temporary file left by a crash survive the next OpenDir.
 func TestSnapshotAtomic(t *testing.T) {
 	d := openTestDir(t)
-	w, _ := d.CreateSnapshot(5)
-	w.Section(1, func(w io.Writer) error { return errors.New("boom") })
+	w, err := d.CreateSnapshot(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Section(1, func(w io.Writer) error { return errors.New("boom") }); err == nil {
+		t.Fatal("Section succeeded although its writer failed")
+	}
 	if n, ok, _ := d.LatestSnapshot(); ok {
 		t.Fatalf("snapshot %d exists after a failed write", n)
 	}
-	w2, _ := d.CreateSnapshot(6)
-	w2.Section(1, func(w io.Writer) error { return nil })
-	w2.bw.Flush() // the process dies here
-	d.Close()
+	w2, err := d.CreateSnapshot(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Section(1, func(w io.Writer) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.bw.Flush(); err != nil { // the process dies here
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
 	d2, err := OpenDir(d.Path())
 	if err != nil {
 		t.Fatal(err)
@@ -541,7 +591,10 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 	if !errors.Is(l.Err(), syscall.ENOSPC) {
 		t.Fatalf("Err() = %v, want ENOSPC", l.Err())
 	}
-	l.Append(sampleBatch()) // kept in memory
+	// Kept in memory: the error says only that it is not durable yet.
+	if err := l.Append(sampleBatch()); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full disk: %v, want nil or ENOSPC", err)
+	}
 	mu.Lock()
 	full = false
 	mu.Unlock()
@@ -564,8 +617,8 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 
 // TestLogWritesPromptly: with a long fsync interval nobody waits, but an
 // appended record still reaches the file (the operating system, which
-// survives the process being killed) within milliseconds, not at the
-// next fsync.
+// survives the process being killed) long before the next fsync. The 10s
+// bound only tells "soon" from "an hour"; how soon is for a benchmark.
 func TestLogWritesPromptly(t *testing.T) {
 	d := openTestDir(t)
 	l, err := OpenLog(d, 1, Options{FsyncInterval: time.Hour})
@@ -584,8 +637,8 @@ func TestLogWritesPromptly(t *testing.T) {
 		if err == nil && fi.Size() > int64(walHeader) {
 			break
 		}
-		if time.Since(start) > 500*time.Millisecond {
-			t.Fatal("an appended record was not in the file within 500ms")
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("an appended record was not in the file within 10s, with the next fsync an hour away")
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -613,9 +666,9 @@ func TestSecretFile(t *testing.T) {
 	if err := d.CreateSecret([16]byte{9}); err == nil {
 		t.Fatal("CreateSecret replaced an existing secret")
 	}
-	b, _ := os.ReadFile(d.SecretPath())
+	b := readFile(t, d.SecretPath())
 	b[10] ^= 1
-	os.WriteFile(d.SecretPath(), b, 0o600)
+	writeFile(t, d.SecretPath(), b, 0o600)
 	var ce *CorruptError
 	if _, _, err := d.Secret(); !errors.As(err, &ce) || ce.File != d.SecretPath() {
 		t.Fatalf("damaged secret file: %v, want a CorruptError naming it", err)

@@ -85,7 +85,9 @@ func (p *proc) waitLog(s string) {
 
 // stop sends sig and waits for the exit; it returns the exit error.
 func (p *proc) stop(sig os.Signal) error {
-	p.cmd.Process.Signal(sig)
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("cannot send %v: %v", sig, err)
+	}
 	select {
 	case err := <-p.done:
 		p.done <- err // for the cleanup
@@ -109,6 +111,8 @@ func (p *proc) call(method, path, body string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// mustCall is call that fails the test with t.Fatalf unless the answer has
+// status want: call it on the test goroutine only.
 func (p *proc) mustCall(method, path, body string, want int) string {
 	p.t.Helper()
 	code, b, err := p.call(method, path, body)
@@ -127,7 +131,10 @@ type statsBody struct {
 func (p *proc) stats(id string) statsBody {
 	p.t.Helper()
 	var s statsBody
-	json.Unmarshal([]byte(p.mustCall("GET", "/api/v1/campaigns/"+id+"/stats", "", 200)), &s)
+	body := p.mustCall("GET", "/api/v1/campaigns/"+id+"/stats", "", 200)
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		p.t.Fatalf("stats %s: %v", body, err)
+	}
 	return s
 }
 
@@ -258,7 +265,23 @@ func TestDurability(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(1500 * time.Millisecond)
+		// Kill once some pairs are acknowledged, not after a fixed time: on
+		// a loaded machine a sleep may end before any is, and the test
+		// would check nothing. Polled: the server is a real process.
+		const wantAcked = 200
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n >= wantAcked {
+				break
+			}
+			if time.Now().After(deadline) {
+				a.stop(syscall.SIGKILL)
+				wg.Wait()
+				t.Fatalf("%d of %d pairs acknowledged within 30s:\n%s", n, wantAcked, a.logText())
+			}
+		}
 		a.stop(syscall.SIGKILL)
 		wg.Wait()
 
@@ -283,14 +306,21 @@ func TestDurability(t *testing.T) {
 		dir := t.TempDir()
 		a := startProc(t, bin, "-data-dir", dir)
 		a.mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
-		a.stop(syscall.SIGTERM)
+		if err := a.stop(syscall.SIGTERM); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, a.logText())
+		}
 		snaps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*.snap"))
 		if len(snaps) != 1 {
 			t.Fatalf("snapshots after SIGTERM: %v", snaps)
 		}
-		data, _ := os.ReadFile(snaps[0])
+		data, err := os.ReadFile(snaps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
 		data[len(data)/2] ^= 1
-		os.WriteFile(snaps[0], data, 0o644)
+		if err := os.WriteFile(snaps[0], data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dir)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
@@ -314,8 +344,13 @@ func TestDurability(t *testing.T) {
 		a.stop(syscall.SIGKILL)
 		segs, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
 		last := segs[len(segs)-1]
-		data, _ := os.ReadFile(last)
-		os.WriteFile(last, data[:len(data)-5], 0o644)
+		data, err := os.ReadFile(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(last, data[:len(data)-5], 0o644); err != nil {
+			t.Fatal(err)
+		}
 		b := startProc(t, bin, "-data-dir", dir)
 		b.waitLog("torn write")
 		if got := b.stats("c").Total; got != 9 {

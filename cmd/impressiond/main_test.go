@@ -87,7 +87,9 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("track: %d %s", code, body)
 		}
 
-		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
 		rest, _ := io.ReadAll(stderr)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()

@@ -41,7 +41,12 @@ func TestTwoProcessesOneRedis(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := range pairs {
-						body := procs[(w+i)%2].mustCall("POST", "/api/v1/impressions", impression("c", fmt.Sprintf("u%d", i), time.Time{}), 200)
+						// call, not mustCall: t.Fatal must not run on a worker goroutine.
+						code, body, err := procs[(w+i)%2].call("POST", "/api/v1/impressions", impression("c", fmt.Sprintf("u%d", i), time.Time{}))
+						if err != nil || code != 200 {
+							t.Errorf("POST /api/v1/impressions: %d %s %v, want 200", code, body, err)
+							return
+						}
 						if strings.Contains(body, `"counted"`) {
 							counted.Add(1)
 						}
@@ -49,6 +54,9 @@ func TestTwoProcessesOneRedis(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
+			}
 			if counted.Load() != pairs {
 				t.Fatalf("%d answers counted for %d pairs sent 8 times through two processes", counted.Load(), pairs)
 			}

@@ -455,7 +455,9 @@ func TestRedisDown(t *testing.T) {
 	if err := s.Track([]Item{{"c", []byte("u"), 1}}, out); err == nil {
 		t.Fatal("Track succeeded with Redis down")
 	}
-	if d := time.Since(start); d > time.Second {
+	// Generous on a loaded machine: this tells failing fast from hanging,
+	// not how fast.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Track took %s to fail, want about the 200ms timeout", d)
 	}
 	if s.Healthy() {
