@@ -365,7 +365,7 @@ func (b *Bloom) shard(key Key) *bloomShard {
 
 // blockBits is the size of a block, one cache line: all k positions of a
 // key in one filter fall in one block, so a probe of a sub-filter costs
-// one cache line instead of k. Blocking costs bits (see blockedSize).
+// one cache line instead of k. Blocking costs bits (see blockedSizeLoad).
 const (
 	blockBits  = 512
 	blockWords = blockBits / 64

@@ -115,26 +115,6 @@ func shardCount(perSlice int) int {
 	return 1 << (bits.Len(uint(s)) - 1)
 }
 
-// filterSize returns the bits m (a multiple of 64) and hash count k of one
-// filter holding n pairs at false-positive rate p. Keys spread over shards
-// binomially, so the filter is sized for two standard deviations above its
-// mean load: few shards ever run above their design point.
-func filterSize(n int, p float64) (m, k uint) {
-	load := float64(n) + 2*math.Sqrt(float64(n))
-	bitsNeeded := math.Ceil(-load * math.Log(p) / (math.Ln2 * math.Ln2))
-	m = (uint(bitsNeeded) + 63) &^ 63
-	k = uint(math.Round(math.Ln2 * float64(m) / load))
-	return m, max(1, min(k, maxK))
-}
-
-// blockedSize returns the blocks and hash count k of one blocked filter
-// holding n pairs at false-positive rate p: the fewest blocks for which
-// some k gives blockedRate ≤ p, at the same two-standard-deviation load
-// margin as filterSize.
-func blockedSize(n int, p float64) (blocks, k uint) {
-	return blockedSizeLoad(float64(n)+2*math.Sqrt(float64(n)), p)
-}
-
 // blockedSizeExact returns the bits m and hash count k of one blocked
 // sub-filter holding exactly n pairs at rate p: a sub-filter is closed at
 // n, so no margin is added.
@@ -143,7 +123,9 @@ func blockedSizeExact(n int, p float64) (m, k uint) {
 	return blocks * blockBits, k
 }
 
-// blockedSizeLoad is blockedSize for a load already including its margin.
+// blockedSizeLoad returns the blocks and hash count k of one blocked
+// filter holding load pairs at false-positive rate p: the fewest blocks for
+// which some k gives blockedRate ≤ p.
 func blockedSizeLoad(load float64, p float64) (blocks, k uint) {
 	best := func(blocks uint) (float64, uint) {
 		lambda := load / float64(blocks)
@@ -203,24 +185,8 @@ func errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
 }
 
-// FilterLayout returns the bits m and hash count k of one generation of a
-// window of the given Options kept as a single unblocked filter, not
-// sharded: the sizing a window of one campaign kept elsewhere (in Redis)
-// uses, with the same false-positive guarantee as Bloom. Unblocked, because
-// there a probe is a round of bit reads, not cache lines; Bloom's blocked
-// layout needs about 13% more bits for the same rate.
-func FilterLayout(o Options) (m, k uint, err error) {
-	o = o.withDefaults()
-	if err := o.validate(); err != nil {
-		return 0, 0, err
-	}
-	perSlice := (o.Capacity + o.Slices - 1) / o.Slices
-	m, k = filterSize(perSlice, sliceRate(o.FalsePositiveRate, o.Slices+1))
-	return m, k, nil
-}
-
 // Positions fills pos with the key's k bit positions in an unblocked filter
-// of m bits (see FilterLayout), by enhanced double hashing
+// of m bits (see UnblockedPool), by enhanced double hashing
 // (Kirsch–Mitzenmacher) over the two halves of the key, each 64-bit value
 // mapped to [0, m) by multiply-shift.
 func Positions(key Key, m uint, pos []uint64) {

@@ -491,15 +491,15 @@ func TestBloomManyGenerations(t *testing.T) {
 	}
 }
 
-// TestBlockedSizeIsMinimal: the layout blockedSize picks meets the rate at
-// its design load, and one block fewer cannot, whatever k.
+// TestBlockedSizeIsMinimal: the layout blockedSizeLoad picks meets the
+// rate at its load, and one block fewer cannot, whatever k.
 func TestBlockedSizeIsMinimal(t *testing.T) {
 	for _, tc := range []struct {
 		n int
 		p float64
 	}{{1, 0.5}, {100, 0.01}, {6511, 1.429e-4}, {2604, 1.4e-3}, {50_000, 1e-9}} {
-		blocks, k := blockedSize(tc.n, tc.p)
 		load := float64(tc.n) + 2*math.Sqrt(float64(tc.n))
+		blocks, k := blockedSizeLoad(load, tc.p)
 		if r := blockedRate(load/float64(blocks), k); r > tc.p {
 			t.Errorf("n=%d p=%g: %d blocks, k=%d give %g", tc.n, tc.p, blocks, k, r)
 		}
