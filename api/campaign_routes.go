@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store"
 )
 
 const maxNameRunes = 200
@@ -70,14 +71,26 @@ func (s *Server) addCampaign(c *campaign) error {
 	if err := p.log.Err(); err != nil {
 		return err
 	}
+	reserved := store.CampaignSize(len(c.id), len(c.name))
+	if err := p.log.Reserve(reserved); err != nil {
+		return err
+	}
 	p.gate.RLock()
 	defer p.gate.RUnlock()
-	return s.campaigns.add(c, func(c *campaign) error {
+	appended := false
+	err := s.campaigns.add(c, func(c *campaign) error {
 		b := p.batch()
 		defer p.batches.Put(b)
 		b.AddCampaign(c.index, c.id, c.name, c.start)
-		return p.log.Append(b)
+		appended = true
+		// A failed append is retracted by the log: the campaign is
+		// neither visible nor written, now or later.
+		return p.log.AppendReserved(b, reserved)
 	})
+	if !appended {
+		p.log.Release(reserved)
+	}
+	return err
 }
 
 // newCampaign validates a creation request. The strings are copied: the

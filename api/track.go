@@ -79,12 +79,18 @@ func (s *Server) trackDurable(p *persister, req *trackRequest) (bool, *apiError)
 	if err := p.log.Err(); err != nil {
 		return false, errStorage(err)
 	}
+	// The record's place on disk is promised before anything changes, so
+	// a full disk refuses the impression rather than lose it.
+	reserved := store.ImpressionSize(len(req.userID))
+	if err := p.log.Reserve(reserved); err != nil {
+		return false, errStorage(err)
+	}
 	b := p.batch()
 	defer p.batches.Put(b)
 	var last *campaign
 	p.gate.RLock()
 	dup, e := s.track(req, s.now(), &last, b)
-	err := p.log.Append(b)
+	err := p.log.AppendReserved(b, reserved)
 	p.gate.RUnlock()
 	if err != nil {
 		return false, errNotDurable(err)
@@ -119,8 +125,16 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var rec *store.Batch
+	var reserved int
 	if p := s.persist; p != nil {
 		if err := p.log.Err(); err != nil {
+			writeError(ctx, errStorage(err))
+			return
+		}
+		for i := range buf.items {
+			reserved += store.ImpressionSize(len(buf.items[i].userID))
+		}
+		if err := p.log.Reserve(reserved); err != nil {
 			writeError(ctx, errStorage(err))
 			return
 		}
@@ -138,7 +152,7 @@ func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
 	}
 	buf.out = append(buf.out, "]}"...)
 	if p := s.persist; p != nil {
-		err := p.log.Append(rec)
+		err := p.log.AppendReserved(rec, reserved)
 		p.gate.RUnlock()
 		if err != nil {
 			writeError(ctx, errNotDurable(err))

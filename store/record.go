@@ -235,3 +235,16 @@ func (d *decoder) bytes() []byte {
 	d.p = d.p[n:]
 	return v
 }
+
+// ImpressionSize bounds the bytes Batch.AddImpression adds for a user id
+// of userLen bytes, whether the record carries the id or the pair's key:
+// what to Reserve for it.
+func ImpressionSize(userLen int) int {
+	return recordHeader + 1 + binary.MaxVarintLen32 + 8 + binary.MaxVarintLen64 + 1 + max(16, binary.MaxVarintLen64+userLen)
+}
+
+// CampaignSize bounds the bytes Batch.AddCampaign adds for a campaign with
+// id and name of these lengths.
+func CampaignSize(idLen, nameLen int) int {
+	return recordHeader + 1 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen64 + idLen + nameLen + 8
+}

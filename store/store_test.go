@@ -354,9 +354,10 @@ func (f failingFile) Sync() error {
 	return f.File.Sync()
 }
 
-// TestLogDiskFull: a full disk fails Append and sets Err; nothing is lost,
-// and once space is back the log recovers by itself and every record is
-// replayed once.
+// TestLogDiskFull: on a file system that cannot reserve space, a full disk
+// fails Append and sets Err. An impression batch is kept and written once
+// space is back; a campaign batch is retracted, never written. The log
+// recovers by itself and every kept record is replayed once.
 func TestLogDiskFull(t *testing.T) {
 	d := openTestDir(t)
 	var mu sync.Mutex
@@ -375,6 +376,10 @@ func TestLogDiskFull(t *testing.T) {
 	full = true
 	mu.Unlock()
 	if err := l.Append(sampleBatch()); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full disk = %v, want ENOSPC", err)
+	}
+	imps := impressionsOnly()
+	if err := l.Append(imps); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Append on a full disk = %v, want ENOSPC", err)
 	}
 	if !errors.Is(l.Err(), syscall.ENOSPC) {
@@ -397,7 +402,16 @@ func TestLogDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameRecords(t, got, append(wantSample(), wantSample()...))
+	sameRecords(t, got, append(wantSample(), wantSample()[1:]...))
+}
+
+// impressionsOnly is sampleBatch without its campaign record.
+func impressionsOnly() *Batch {
+	var b Batch
+	for _, r := range wantSample()[1:] {
+		b.AddImpression(r.Campaign, r.Arrival, r.Minute, r.KeyLo, r.KeyHi, r.User)
+	}
+	return &b
 }
 
 func TestDirLock(t *testing.T) {
@@ -571,8 +585,8 @@ func TestRemoveBefore(t *testing.T) {
 }
 
 // TestLogStartsOnFullDisk: a log whose first segment cannot be created
-// starts anyway, failed; once the disk has room it creates the segment and
-// writes what was appended meanwhile.
+// starts anyway, failed, and refuses appends with ErrNoSpace, keeping
+// nothing; once the disk has room it creates the segment and appends work.
 func TestLogStartsOnFullDisk(t *testing.T) {
 	d := openTestDir(t)
 	var mu sync.Mutex
@@ -591,9 +605,8 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 	if !errors.Is(l.Err(), syscall.ENOSPC) {
 		t.Fatalf("Err() = %v, want ENOSPC", l.Err())
 	}
-	// Kept in memory: the error says only that it is not durable yet.
-	if err := l.Append(sampleBatch()); err != nil && !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Append on a full disk: %v, want nil or ENOSPC", err)
+	if err := l.Append(sampleBatch()); !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full disk: %v, want ErrNoSpace for ENOSPC", err)
 	}
 	mu.Lock()
 	full = false
@@ -604,6 +617,9 @@ func TestLogStartsOnFullDisk(t *testing.T) {
 			t.Fatal("log did not recover within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.Append(sampleBatch()); err != nil {
+		t.Fatal(err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
