@@ -16,13 +16,19 @@
 //   - Records Append'ed with sync set (campaign creations) are always
 //     fsync'd before Append returns.
 //
-// Every log record carries a CRC-32C of its bytes. On replay, a record cut
-// short at the very end of the newest segment is a torn write: it is
-// dropped, the segment is truncated before it, and the caller is told.
-// Anything else that does not check out — a bad checksum, an unknown record,
-// a short record in an older segment, a wrong format version — is returned
-// as a *CorruptError naming the file and offset, and must stop the start-up:
+// Every log record carries a CRC-32C of its bytes. On replay, a torn write
+// at the very end of the newest segment — a record cut short, or zeros or
+// garbage after the last valid record, with no valid record after them —
+// is dropped, the segment is truncated before it, and the caller is told
+// the file, offset and bytes dropped. Anything else that does not check
+// out — damage followed by a valid record, an unknown record, a short
+// record in an older segment, a wrong format version — is returned as a
+// *CorruptError naming the file and offset, and must stop the start-up:
 // serving silently wrong counts is worse than not serving.
+//
+// The log reserves disk space ahead of its writes (Log.Reserve), so a full
+// disk refuses new records instead of failing the write of records already
+// accepted.
 //
 // A snapshot is written to a temporary file, fsync'd, renamed into place and
 // the directory fsync'd, so a crash leaves either the old snapshot or the new

@@ -23,11 +23,12 @@ type ReplayStats struct {
 var errShort = errors.New("record cut short")
 
 // Replay reads every log segment numbered from or later, oldest first, and
-// calls fn for each record in order. A record cut short at the end of the
-// newest segment is a torn write: the segment is truncated before it and
-// the cut is reported in ReplayStats.Torn. Any other damage, and any error
-// returned by fn, stops the replay with a *CorruptError naming the file and
-// the record's offset.
+// calls fn for each record in order. A torn write at the end of the newest
+// segment — a record cut short, or damage (zeros, garbage) with no valid
+// record after it — is cut: the segment is truncated before it and the cut
+// is reported in ReplayStats.Torn, naming the file, the offset and the
+// bytes dropped. Any other damage, and any error returned by fn, stops the
+// replay with a *CorruptError naming the file and the record's offset.
 func (d *Dir) Replay(from uint64, fn func(*Record) error) (ReplayStats, error) {
 	var st ReplayStats
 	segs, err := d.Segments()
@@ -85,7 +86,7 @@ func (d *Dir) replaySegment(path string, last bool, fn func(*Record) error, st *
 		if err == nil {
 			size := int(binary.LittleEndian.Uint16(head[4:]))
 			if ^uint16(size) != binary.LittleEndian.Uint16(head[6:]) {
-				return corrupt(off, errors.New("record length damaged"))
+				return d.damaged(path, off, last, errors.New("record length damaged"), st)
 			}
 			var m int
 			m, err = io.ReadFull(r, payload[:size])
@@ -93,7 +94,7 @@ func (d *Dir) replaySegment(path string, last bool, fn func(*Record) error, st *
 			if err == nil {
 				crc := crc32.Checksum(payload[:size], crcTable)
 				if crc != binary.LittleEndian.Uint32(head[:4]) {
-					return corrupt(off, errors.New("record checksum mismatch"))
+					return d.damaged(path, off, last, errors.New("record checksum mismatch"), st)
 				}
 				if err := rec.decode(payload[:size]); err != nil {
 					return corrupt(off, err)
@@ -112,12 +113,53 @@ func (d *Dir) replaySegment(path string, last bool, fn func(*Record) error, st *
 		if err == io.ErrUnexpectedEOF {
 			if last {
 				st.Bytes += off
-				return d.cutTorn(path, off, corrupt(off, fmt.Errorf("%w: %d bytes of a record at the end of the newest segment", errShort, n)), st)
+				return d.cutTorn(path, off, corrupt(off, fmt.Errorf("%w: %d bytes dropped at the end of the newest segment", errShort, n)), st)
 			}
 			return corrupt(off, errShort)
 		}
 		return corrupt(off, err)
 	}
+}
+
+// damaged judges damage found at off. In the newest segment, damage with
+// no valid record after it is a torn write — a power loss can leave zeros
+// or stale blocks where the last records were being written — and is cut
+// like a record cut short. Damage followed by a valid record is never a
+// torn write: records after it were acknowledged, so it is refused.
+func (d *Dir) damaged(path string, off int64, last bool, damage error, st *ReplayStats) error {
+	corrupt := func(err error) *CorruptError { return &CorruptError{File: path, Offset: off, Err: err} }
+	if !last {
+		return corrupt(damage)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("store: cannot read %s: %w", path, err)
+	}
+	if int64(len(b)) < off {
+		return corrupt(damage)
+	}
+	tail := b[off:]
+	if at := nextRecord(tail); at >= 0 {
+		return corrupt(fmt.Errorf("%w, and a valid record follows at offset %d", damage, off+int64(at)))
+	}
+	return d.cutTorn(path, off, corrupt(fmt.Errorf("%w: torn write, %d bytes dropped at the end of the newest segment", damage, len(tail))), st)
+}
+
+// nextRecord returns the offset of the first record in b after its first
+// byte whose length and checksum check out, or -1. A record of random
+// bytes passes both with a chance of 2⁻⁴⁸ per offset.
+func nextRecord(b []byte) int {
+	for i := 1; i+recordHeader <= len(b); i++ {
+		h := b[i : i+recordHeader]
+		size := int(binary.LittleEndian.Uint16(h[4:]))
+		if ^uint16(size) != binary.LittleEndian.Uint16(h[6:]) || size == 0 || i+recordHeader+size > len(b) {
+			continue
+		}
+		if crc32.Checksum(b[i+recordHeader:i+recordHeader+size], crcTable) == binary.LittleEndian.Uint32(h) {
+			return i
+		}
+	}
+	return -1
 }
 
 // cutTorn truncates the newest segment before its torn record, so the next

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -268,21 +269,32 @@ func recordEnds(t *testing.T, seg []byte) []int {
 	return ends
 }
 
-// TestReplayCorruption flips every byte of both segments in turn: except a
-// flip that makes the newest segment's last record look cut short, every
-// one is refused with the file and the offset of the damaged record.
+// TestReplayCorruption flips every byte of both segments in turn. A flip
+// in the newest segment's last record leaves a garbled tail, which is cut
+// as a torn write; every other one is refused with the file and the offset
+// of the damaged record.
 func TestReplayCorruption(t *testing.T) {
 	d := openTestDir(t)
 	writeSegments(t, d)
 	for _, seg := range []uint64{1, 2} {
 		path := d.segmentPath(seg)
 		full := readFile(t, path)
+		ends := recordEnds(t, full)
+		lastStart := ends[len(ends)-2]
 		for i := range full {
 			bad := bytes.Clone(full)
 			bad[i] ^= 0x20
 			writeFile(t, path, bad, 0o644)
-			_, st, err := collect(t, d)
+			got, st, err := collect(t, d)
 			var ce *CorruptError
+			if seg == 2 && i >= lastStart {
+				if err != nil || st.Torn == nil || st.Torn.Offset != int64(lastStart) {
+					t.Fatalf("segment 2, byte %d of its last record flipped: err %v, torn %v; want a torn tail at %d", i, err, st.Torn, lastStart)
+				}
+				sameRecords(t, got, append(wantSample(), wantSample()[:len(ends)-1]...))
+				writeFile(t, path, full, 0o644)
+				continue
+			}
 			switch {
 			case st.Torn != nil:
 				t.Fatalf("segment %d, byte %d flipped: taken for a torn write: %v", seg, i, st.Torn)
@@ -310,6 +322,72 @@ func TestReplayVersionMismatch(t *testing.T) {
 	}
 	if want := "log segment version 9, this build reads version 1"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Fatalf("err = %q, want it to say %q", err, want)
+	}
+}
+
+// TestReplayTornGarbage: zeros (as a power loss leaves on some file
+// systems) or garbage after the newest segment's last valid record are a
+// torn write: cut with the file, offset and bytes dropped named, the
+// records before kept, and the next replay clean.
+func TestReplayTornGarbage(t *testing.T) {
+	tails := map[string][]byte{
+		"zeros":   make([]byte, 4096),
+		"garbage": bytes.Repeat([]byte("\x13\x37garbage\xff"), 300),
+		"a zero":  {0},
+	}
+	for name, tail := range tails {
+		t.Run(name, func(t *testing.T) {
+			d := openTestDir(t)
+			path := writeSegments(t, d)
+			full := readFile(t, path)
+			writeFile(t, path, append(bytes.Clone(full), tail...), 0o644)
+			got, st, err := collect(t, d)
+			if err != nil {
+				t.Fatalf("replay: %v, want the tail cut", err)
+			}
+			sameRecords(t, got, append(wantSample(), wantSample()...))
+			if st.Torn == nil || st.Torn.File != path || st.Torn.Offset != int64(len(full)) {
+				t.Fatalf("torn = %v, want a torn tail in %s at %d", st.Torn, path, len(full))
+			}
+			if want := fmt.Sprintf("%d bytes dropped", len(tail)); !strings.Contains(st.Torn.Error(), want) {
+				t.Fatalf("torn = %q, want it to say %q", st.Torn, want)
+			}
+			if b := readFile(t, path); !bytes.Equal(b, full) {
+				t.Fatalf("segment is %d bytes after the cut, want %d", len(b), len(full))
+			}
+			if _, st2, err := collect(t, d); err != nil || st2.Torn != nil {
+				t.Fatalf("second replay: torn %v, err %v; want a clean log", st2.Torn, err)
+			}
+		})
+	}
+}
+
+// TestReplayDamageBeforeValidRecords: zeros over a record of the newest
+// segment that valid records follow are damage, not a torn write: refused,
+// naming the damaged record and the valid one after it.
+func TestReplayDamageBeforeValidRecords(t *testing.T) {
+	d := openTestDir(t)
+	path := writeSegments(t, d)
+	full := readFile(t, path)
+	ends := recordEnds(t, full)
+	bad := bytes.Clone(full)
+	clear(bad[ends[0]:ends[1]]) // the second record
+	writeFile(t, path, bad, 0o644)
+	_, st, err := collect(t, d)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != path || ce.Offset != int64(ends[0]) || st.Torn != nil {
+		t.Fatalf("err = %v, torn %v; want a CorruptError in %s at %d", err, st.Torn, path, ends[0])
+	}
+	if want := fmt.Sprintf("a valid record follows at offset %d", ends[1]); !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %q, want it to say %q", err, want)
+	}
+	// An older segment's zero tail is damage too: it was closed whole.
+	d2 := openTestDir(t)
+	writeSegments(t, d2)
+	old := d2.segmentPath(1)
+	writeFile(t, old, append(readFile(t, old), make([]byte, 4096)...), 0o644)
+	if _, _, err := collect(t, d2); !errors.As(err, &ce) || ce.File != old {
+		t.Fatalf("zero tail of an older segment: err = %v, want a CorruptError in %s", err, old)
 	}
 }
 

@@ -182,7 +182,7 @@ func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
 		return
 	}
 	if st.Torn != nil {
-		log.Warn("the write-ahead log ended in a torn write (a crash mid-write); the partial record was dropped", "err", st.Torn)
+		log.Warn("the write-ahead log ended in a torn write (a crash or power loss mid-write); the damaged tail was dropped", "err", st.Torn)
 	}
 	attrs := []any{"data_dir", cfg.dataDir, "campaigns", st.Campaigns, "log_segments", st.Segments,
 		"log_records", st.Records, "took", st.Took.Round(time.Millisecond)}
