@@ -40,6 +40,10 @@ const (
 // (to inject disk errors).
 var testHookOpenLogFile func(path string) (store.File, error)
 
+// testHookLogReserve, when set by a test, is the disk space the log
+// reserves ahead (store.Options.Reserve).
+var testHookLogReserve int64
+
 // persister owns the data directory and the log of a durable Server.
 type persister struct {
 	dir   *store.Dir
@@ -51,6 +55,14 @@ type persister struct {
 	gate    sync.RWMutex
 	snapMu  sync.Mutex // one snapshot at a time
 	batches sync.Pool  // *store.Batch
+
+	// snapRecords is the log's record count at the cut of the last good
+	// snapshot, and unsnapped is set while the state restored at start-up
+	// holds log records no snapshot holds: while neither tells of a
+	// change, the periodic snapshot is skipped.
+	snapRecords      atomic.Uint64
+	unsnapped        atomic.Bool
+	snapshotsSkipped atomic.Uint64 // periodic snapshots skipped: nothing changed
 
 	lastSnapshot     atomic.Int64  // unix seconds of the last good snapshot
 	snapshotDuration atomic.Int64  // its duration, in nanoseconds
@@ -124,12 +136,16 @@ func (s *Server) openStore(o *Options) error {
 		}
 	}
 	s.dedup.Advance(s.now())
-	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: testHookOpenLogFile})
+	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: testHookOpenLogFile, Reserve: testHookLogReserve})
 	if err != nil {
 		dir.Close()
 		return err
 	}
 	s.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
+	s.persist.unsnapped.Store(st.Records > 0 || st.Torn != nil)
+	if !log.Reserving() {
+		s.log.Warn("the data directory's file system cannot reserve space (fallocate): a full disk fails writes of impressions already acknowledged, which are kept in memory and lost if the process stops before the disk has room", "data_dir", o.DataDir)
+	}
 	if st.DedupReset != "" {
 		// At once, before any request: the snapshot replaces the state
 		// that could not be loaded, so the next start needs no reset (and
@@ -282,6 +298,25 @@ func (s *Server) Snapshot() error {
 	}
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
+	return s.snapshotLocked(p)
+}
+
+// snapshotIfChanged writes a snapshot unless the state is the one the last
+// snapshot holds: no record was appended since its cut, and nothing
+// restored at start-up is only in the log. An idle server writes nothing.
+// It reports whether it wrote one.
+func (s *Server) snapshotIfChanged() (bool, error) {
+	p := s.persist
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if p.log.Stats().Records == p.snapRecords.Load() && !p.unsnapped.Load() {
+		p.snapshotsSkipped.Add(1)
+		return false, nil
+	}
+	return true, s.snapshotLocked(p)
+}
+
+func (s *Server) snapshotLocked(p *persister) error {
 	start := time.Now()
 	err := s.snapshot(p)
 	if err != nil {
@@ -301,6 +336,7 @@ func (s *Server) snapshot(p *persister) error {
 		p.gate.Unlock()
 		return err
 	}
+	records := p.log.Stats().Records // none is appended while the gate is held
 	camps := s.appendCampaigns(nil)
 	p.gate.Unlock()
 	p.snapshotPause.Store(int64(time.Since(paused)))
@@ -326,6 +362,8 @@ func (s *Server) snapshot(p *persister) error {
 	if err != nil {
 		return err
 	}
+	p.snapRecords.Store(records)
+	p.unsnapped.Store(false)
 	return p.dir.RemoveBefore(seg)
 }
 
@@ -418,8 +456,10 @@ func (s *Server) closeStore(snapshot bool) error {
 	p := s.persist
 	var errs []error
 	if snapshot {
-		if err := s.Snapshot(); err != nil {
-			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
+		// The log holds everything a failed snapshot would have: say so,
+		// but the shutdown is clean (the next start replays the log).
+		if _, err := s.snapshotIfChanged(); err != nil {
+			s.log.Error("final snapshot failed; the log holds every acknowledged write and is replayed at the next start", "err", err)
 		}
 	}
 	errs = append(errs, p.log.Close(), p.dir.Close())
@@ -439,10 +479,10 @@ func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string
 	help("impressiond_wal_fsyncs_total", "counter", "Group commits fsync'd.")
 	fmt.Fprintf(w, "impressiond_wal_fsyncs_total %d\n", ls.Fsyncs)
 	healthy := 1
-	if p.log.Err() != nil {
+	if p.log.Err() != nil || p.log.SpaceErr() != nil {
 		healthy = 0
 	}
-	help("impressiond_storage_healthy", "gauge", "1 while the log writes and fsyncs; 0 while writes are refused with 503 (disk full or failing).")
+	help("impressiond_storage_healthy", "gauge", "1 while the log writes, fsyncs and can reserve disk space; 0 when it cannot (disk full or failing): writes get 503 once the space reserved before is used up.")
 	fmt.Fprintf(w, "impressiond_storage_healthy %d\n", healthy)
 	help("impressiond_snapshot_last_success_timestamp_seconds", "gauge", "Unix time of the last snapshot written.")
 	fmt.Fprintf(w, "impressiond_snapshot_last_success_timestamp_seconds %d\n", p.lastSnapshot.Load())
@@ -452,4 +492,8 @@ func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string
 	fmt.Fprintf(w, "impressiond_snapshot_pause_seconds %g\n", time.Duration(p.snapshotPause.Load()).Seconds())
 	help("impressiond_snapshot_failures_total", "counter", "Snapshots that failed.")
 	fmt.Fprintf(w, "impressiond_snapshot_failures_total %d\n", p.snapshotFailures.Load())
+	help("impressiond_snapshot_skipped_total", "counter", "Periodic snapshots skipped because nothing changed since the last one.")
+	fmt.Fprintf(w, "impressiond_snapshot_skipped_total %d\n", p.snapshotsSkipped.Load())
+	help("impressiond_wal_reserved_bytes", "gauge", "Disk space the log has reserved and not yet promised to a record; writes get 503 when it is used up and the disk has no more.")
+	fmt.Fprintf(w, "impressiond_wal_reserved_bytes %d\n", ls.Reserved)
 }

@@ -254,7 +254,7 @@ func New(o Options) (*Server, error) {
 	})
 	if p := s.persist; p != nil {
 		s.every(p.every, func() {
-			if err := s.Snapshot(); err != nil {
+			if _, err := s.snapshotIfChanged(); err != nil {
 				s.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
 			}
 		})

@@ -2,166 +2,28 @@ package store
 
 import (
 	"errors"
-	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/impressiond/impressiond/internal/faultfs"
 )
 
-// disk is a small file system for the log's segments: it has capacity
-// bytes, which reserved blocks and written bytes past them take, and can
-// be told to fail writes, fsyncs or truncations with an I/O error. It
-// tracks, per file, how far the content is fsync'd.
-type disk struct {
-	mu       sync.Mutex
-	capacity int64
-	used     int64
-	writeErr int  // this many next writes fail with EIO
-	syncErr  int  // this many next fsyncs fail with EIO
-	failCut  bool // truncations fail with EIO
-	partial  int  // the next failing write still writes this many bytes
-	files    []*diskFile
-	synced   chan struct{} // receives after every successful fsync
-	ioErrs   chan struct{} // receives after every write failed with EIO
+// newDisk returns a fault-injecting disk of capacity bytes and its
+// Options.OpenFile.
+func newDisk(capacity int64) *testDisk {
+	return &testDisk{faultfs.NewDisk(capacity)}
 }
 
-func newDisk(capacity int64) *disk {
-	return &disk{capacity: capacity, synced: make(chan struct{}, 1<<10), ioErrs: make(chan struct{}, 1<<10)}
-}
+type testDisk struct{ *faultfs.Disk }
 
-func (d *disk) set(f func(d *disk)) {
-	d.mu.Lock()
-	f(d)
-	d.mu.Unlock()
-}
-
-// open is an Options.OpenFile.
-func (d *disk) open(path string) (File, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.used >= d.capacity {
-		return nil, syscall.ENOSPC
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+func (d *testDisk) open(path string) (File, error) {
+	f, err := d.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	df := &diskFile{f: f, d: d}
-	d.files = append(d.files, df)
-	return df, nil
+	return f, nil
 }
-
-// durable returns the bytes of every file's content that are fsync'd.
-func (d *disk) durable() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var n int64
-	for _, f := range d.files {
-		n += f.synced
-	}
-	return n
-}
-
-type diskFile struct {
-	f      *os.File
-	d      *disk
-	size   int64 // bytes written
-	blocks int64 // bytes of blocks taken: max(size, reserved end)
-	synced int64
-}
-
-// take gives the file blocks up to end, from the disk's capacity.
-func (f *diskFile) take(end int64) error {
-	if end <= f.blocks {
-		return nil
-	}
-	if f.d.used+end-f.blocks > f.d.capacity {
-		return syscall.ENOSPC
-	}
-	f.d.used += end - f.blocks
-	f.blocks = end
-	return nil
-}
-
-func (f *diskFile) Write(p []byte) (int, error) {
-	f.d.mu.Lock()
-	defer f.d.mu.Unlock()
-	if f.d.writeErr > 0 {
-		f.d.writeErr--
-		select {
-		case f.d.ioErrs <- struct{}{}:
-		default:
-		}
-		n := min(f.d.partial, len(p))
-		f.d.partial = 0
-		if n > 0 {
-			m, _ := f.f.Write(p[:n])
-			f.size += int64(m)
-			f.take(f.size)
-			return m, syscall.EIO
-		}
-		return 0, syscall.EIO
-	}
-	// Like a real file system, write what fits, then fail.
-	n := len(p)
-	if f.take(f.size+int64(n)) != nil {
-		n = int(max(0, min(int64(n), f.blocks-f.size+f.d.capacity-f.d.used)))
-		f.take(f.size + int64(n))
-	}
-	m, err := f.f.Write(p[:n])
-	f.size += int64(m)
-	if err == nil && m < len(p) {
-		err = syscall.ENOSPC
-	}
-	return m, err
-}
-
-func (f *diskFile) Sync() error {
-	f.d.mu.Lock()
-	defer f.d.mu.Unlock()
-	if f.d.syncErr > 0 {
-		f.d.syncErr--
-		return syscall.EIO
-	}
-	if err := f.f.Sync(); err != nil {
-		return err
-	}
-	f.synced = f.size
-	select {
-	case f.d.synced <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (f *diskFile) Allocate(off, n int64) error {
-	f.d.mu.Lock()
-	defer f.d.mu.Unlock()
-	return f.take(off + n)
-}
-
-func (f *diskFile) Truncate(size int64) error {
-	f.d.mu.Lock()
-	defer f.d.mu.Unlock()
-	if f.d.failCut {
-		return syscall.EIO
-	}
-	if err := f.f.Truncate(size); err != nil {
-		return err
-	}
-	f.size = min(f.size, size)
-	f.synced = min(f.synced, size)
-	if size < f.blocks {
-		f.d.used -= f.blocks - size
-		f.blocks = size
-	}
-	return nil
-}
-
-func (f *diskFile) Seek(off int64, whence int) (int64, error) { return f.f.Seek(off, whence) }
-
-func (f *diskFile) Close() error { return f.f.Close() }
 
 // impression returns a batch of one impression record of user u.
 func impression(u string) *Batch {
@@ -205,11 +67,11 @@ func TestFullDiskRefusesBeforeAccepting(t *testing.T) {
 	// is fsync'd by the writer's own ticker, not only at Close.
 	want := int64(walHeader + accepted*len(impression("u").buf))
 	deadline := time.After(10 * time.Second)
-	for fs.durable() < want {
+	for fs.Durable() < want {
 		select {
-		case <-fs.synced:
+		case <-fs.Synced:
 		case <-deadline:
-			t.Fatalf("%d of %d accepted bytes fsync'd on a full disk", fs.durable(), want)
+			t.Fatalf("%d of %d accepted bytes fsync'd on a full disk", fs.Durable(), want)
 		}
 	}
 	// Still refused, and refused again after a retry of the reservation.
@@ -231,7 +93,7 @@ func TestFullDiskRefusesBeforeAccepting(t *testing.T) {
 			t.Fatalf("replayed a refused record %q", r.User)
 		}
 	}
-	t.Logf("%d records accepted in %d bytes of disk", accepted, fs.capacity)
+	t.Logf("%d records accepted in %d bytes of disk", accepted, fs.Capacity)
 }
 
 // TestFullDiskRecovers: once the disk has room again, the writer reserves
@@ -247,7 +109,7 @@ func TestFullDiskRecovers(t *testing.T) {
 	for l.Append(impression("u")) == nil {
 		n++
 	}
-	fs.set(func(d *disk) { d.capacity += 4 * minReserve })
+	fs.Set(func(d *faultfs.Disk) { d.Capacity += 4 * minReserve })
 	deadline := time.Now().Add(10 * time.Second)
 	for l.Append(impression("w")) != nil {
 		if time.Now().After(deadline) {
@@ -286,7 +148,7 @@ func TestRotateNeedsReservedSpace(t *testing.T) {
 	if err := l.Append(impression("b")); err != nil {
 		t.Fatal(err)
 	}
-	fs.set(func(d *disk) { d.capacity += 2 * minReserve })
+	fs.Set(func(d *faultfs.Disk) { d.Capacity += 2 * minReserve })
 	seg, err := l.Rotate()
 	if err != nil || seg != 2 {
 		t.Fatalf("Rotate with room = %d, %v; want segment 2", seg, err)
@@ -305,10 +167,8 @@ func TestRotateNeedsReservedSpace(t *testing.T) {
 		t.Fatalf("replayed %d records, want a, b, c", len(got))
 	}
 	// The rotation gave back segment 1's unused reservation.
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if b := fs.files[0].blocks; b != fs.files[0].size {
-		t.Fatalf("segment 1 holds %d bytes of blocks for %d bytes", b, fs.files[0].size)
+	if b, size := fs.Files[0].Blocks(), fs.Files[0].Size(); b != size {
+		t.Fatalf("segment 1 holds %d bytes of blocks for %d bytes", b, size)
 	}
 }
 
@@ -318,11 +178,11 @@ func TestRotateNeedsReservedSpace(t *testing.T) {
 // way is kept and written once the disk works; the segment is cut back, so
 // no damage is left behind.
 func TestFailedCampaignIsRetracted(t *testing.T) {
-	faults := map[string]func(d *disk){
-		"write fails":        func(d *disk) { d.writeErr = 1 },
-		"write fails midway": func(d *disk) { d.writeErr, d.partial = 1, 5 },
-		"write fails after":  func(d *disk) { d.writeErr, d.partial = 1, 1<<20 },
-		"fsync fails":        func(d *disk) { d.syncErr = 1 },
+	faults := map[string]func(d *faultfs.Disk){
+		"write fails":        func(d *faultfs.Disk) { d.WriteErr = 1 },
+		"write fails midway": func(d *faultfs.Disk) { d.WriteErr, d.Partial = 1, 5 },
+		"write fails after":  func(d *faultfs.Disk) { d.WriteErr, d.Partial = 1, 1<<20 },
+		"fsync fails":        func(d *faultfs.Disk) { d.SyncErr = 1 },
 	}
 	for name, fault := range faults {
 		t.Run(name, func(t *testing.T) {
@@ -335,13 +195,13 @@ func TestFailedCampaignIsRetracted(t *testing.T) {
 			if err := l.Append(impression("before")); err != nil {
 				t.Fatal(err)
 			}
-			fs.set(fault)
+			fs.Set(fault)
 			var ghost Batch
 			ghost.AddCampaign(9, "ghost", "Ghost", t0)
 			if err := l.Append(&ghost); !errors.Is(err, syscall.EIO) {
 				t.Fatalf("campaign Append on a failing disk = %v, want EIO", err)
 			}
-			fs.set(fault)
+			fs.Set(fault)
 			if err := l.Append(impression("during")); !errors.Is(err, syscall.EIO) {
 				t.Fatalf("impression Append on a failing disk = %v, want EIO", err)
 			}
@@ -380,12 +240,12 @@ func TestRetractionWaitsForTheCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.set(func(d *disk) { d.writeErr, d.syncErr, d.failCut, d.partial = 1<<30, 1<<30, true, 1<<20 })
+	fs.Set(func(d *faultfs.Disk) { d.WriteErr, d.SyncErr, d.FailCut, d.Partial = 1<<30, 1<<30, true, 1<<20 })
 	var c Batch
 	c.AddCampaign(9, "kept", "Kept", t0)
 	done := make(chan error, 1)
 	go func() { done <- l.Append(&c) }()
-	<-fs.ioErrs // the campaign's write failed
+	<-fs.IOErrs // the campaign's write failed
 	if err := l.Append(impression("x")); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("impression Append on a failing disk = %v, want EIO", err)
 	}
@@ -394,7 +254,7 @@ func TestRetractionWaitsForTheCut(t *testing.T) {
 		t.Fatalf("campaign Append returned %v before its retraction was durable", err)
 	default:
 	}
-	fs.set(func(d *disk) { d.writeErr, d.syncErr, d.failCut = 0, 0, false })
+	fs.Set(func(d *faultfs.Disk) { d.WriteErr, d.SyncErr, d.FailCut = 0, 0, false })
 	if err := <-done; err != nil {
 		t.Fatalf("campaign Append once the disk works = %v, want nil (written)", err)
 	}
