@@ -150,7 +150,9 @@ func TestFailedCampaignNeverAppears(t *testing.T) {
 }
 
 // TestIdleServerWritesNothing: the periodic snapshot is skipped while
-// nothing changed since the last one: an idle server writes no byte.
+// nothing changed since the last one — an idle server writes no byte —
+// and while the log written since is smaller than that snapshot; then it
+// is written.
 func TestIdleServerWritesNothing(t *testing.T) {
 	memoryOnly(t, "persistence to -data-dir")
 	fs := faultyDisk(t)
@@ -166,28 +168,27 @@ func TestIdleServerWritesNothing(t *testing.T) {
 	a.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
 	p := a.srv.persist
 	deadline := time.Now().Add(10 * time.Second)
-	for p.log.Stats().Records != p.snapRecords.Load() {
+	waitTicks := func(n uint64) {
+		t.Helper()
+		for s0 := p.snapshotsSkipped.Load(); p.snapshotsSkipped.Load() < s0+n; {
+			if time.Now().After(deadline) {
+				t.Fatal("periodic snapshots stopped")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The first snapshot is due at once: there is none.
+	for p.lastSnapshot.Load() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("the change was not snapshotted within 10s")
+			t.Fatal("the first change was not snapshotted within 10s")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	for s0 := p.snapshotsSkipped.Load(); p.snapshotsSkipped.Load() == s0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no periodic snapshot skipped within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitTicks(1)
 	snaps, segs := snapshotFiles(t, dir)
 	var written int64
 	fs.Set(func(d *faultfs.Disk) { written = d.Written })
-	skipped := p.snapshotsSkipped.Load()
-	for p.snapshotsSkipped.Load() < skipped+20 {
-		if time.Now().After(deadline) {
-			t.Fatal("periodic snapshots stopped")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitTicks(20)
 	if s2, g2 := snapshotFiles(t, dir); s2 != snaps || g2 != segs {
 		t.Fatalf("an idle server wrote files: snapshots %q → %q, segments %q → %q", snaps, s2, segs, g2)
 	}
@@ -196,10 +197,20 @@ func TestIdleServerWritesNothing(t *testing.T) {
 			t.Errorf("an idle server wrote %d bytes to its log", d.Written-written)
 		}
 	})
+
+	// A change smaller than the snapshot waits for more.
 	a.do("POST", "/api/v1/impressions", track("c", "v")).want(t, 200)
+	waitTicks(20)
+	if s2, _ := snapshotFiles(t, dir); s2 != snaps {
+		t.Fatalf("a snapshot of %d bytes was rewritten for one impression", p.snapSize.Load())
+	}
+	// Once the log since is as large as the snapshot, it is written.
+	for u := 0; int64(p.log.Stats().Bytes)-p.snapLogBytes.Load() < p.snapSize.Load(); u++ {
+		a.do("POST", "/api/v1/impressions", track("c", fmt.Sprint("w", u))).want(t, 200)
+	}
 	for p.log.Stats().Records != p.snapRecords.Load() {
 		if time.Now().After(deadline) {
-			t.Fatal("a change after the idle period was not snapshotted")
+			t.Fatal("a log as large as the snapshot was not snapshotted")
 		}
 		time.Sleep(time.Millisecond)
 	}

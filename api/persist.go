@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,18 +57,23 @@ type persister struct {
 	snapMu  sync.Mutex // one snapshot at a time
 	batches sync.Pool  // *store.Batch
 
-	// snapRecords is the log's record count at the cut of the last good
-	// snapshot, and unsnapped is set while the state restored at start-up
-	// holds log records no snapshot holds: while neither tells of a
-	// change, the periodic snapshot is skipped.
+	// What decides whether a snapshot is due (snapshotIfChanged):
+	// snapRecords and snapLogBytes are the log's record and byte counts
+	// at the cut of the last good snapshot (snapLogBytes less the bytes
+	// replayed at start-up, which no snapshot holds yet), snapSize that
+	// snapshot's size, and unsnapped is set while records replayed at
+	// start-up are in no snapshot.
 	snapRecords      atomic.Uint64
+	snapLogBytes     atomic.Int64
+	snapSize         atomic.Int64
 	unsnapped        atomic.Bool
-	snapshotsSkipped atomic.Uint64 // periodic snapshots skipped: nothing changed
+	snapshotsSkipped atomic.Uint64 // periodic snapshots not due
 
 	lastSnapshot     atomic.Int64  // unix seconds of the last good snapshot
 	snapshotDuration atomic.Int64  // its duration, in nanoseconds
 	snapshotPause    atomic.Int64  // how long it held the gate, in nanoseconds
 	snapshotFailures atomic.Uint64 // snapshots that failed
+	snapshotBytes    atomic.Uint64 // bytes of the snapshots written
 }
 
 func (p *persister) batch() *store.Batch {
@@ -106,6 +112,9 @@ type RestoreStats struct {
 	// Options.ResetDedup, and is empty when it was restored.
 	DedupReset string
 
+	logBytes     int64 // bytes of log replayed
+	snapshotSize int64 // bytes of the snapshot loaded
+
 	secretStored bool // the directory's secret file holds the window's secret
 	unkeyed      bool // the log's Bloom keys were hashed without a secret (ResetDedup)
 	resetDedup   bool // Options.ResetDedup
@@ -142,7 +151,9 @@ func (s *Server) openStore(o *Options) error {
 		return err
 	}
 	s.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
-	s.persist.unsnapped.Store(st.Records > 0 || st.Torn != nil)
+	s.persist.unsnapped.Store(st.Records > 0)
+	s.persist.snapLogBytes.Store(-st.logBytes)
+	s.persist.snapSize.Store(st.snapshotSize)
 	if !log.Reserving() {
 		s.log.Warn("the data directory's file system cannot reserve space (fallocate): a full disk fails writes of impressions already acknowledged, which are kept in memory and lost if the process stops before the disk has room", "data_dir", o.DataDir)
 	}
@@ -173,6 +184,9 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 		}
 		defer snap.Close()
 		st.Snapshot = snap.Path()
+		if fi, err := os.Stat(snap.Path()); err == nil {
+			st.snapshotSize = fi.Size()
+		}
 		if meta, err = readMeta(snap); err != nil {
 			return 0, err
 		}
@@ -234,7 +248,7 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 		}
 		return nil
 	})
-	st.Segments, st.Records = rs.Segments, rs.Records
+	st.Segments, st.Records, st.logBytes = rs.Segments, rs.Records, rs.Bytes
 	if rs.Torn != nil {
 		st.Torn = rs.Torn
 	}
@@ -301,15 +315,21 @@ func (s *Server) Snapshot() error {
 	return s.snapshotLocked(p)
 }
 
-// snapshotIfChanged writes a snapshot unless the state is the one the last
-// snapshot holds: no record was appended since its cut, and nothing
-// restored at start-up is only in the log. An idle server writes nothing.
-// It reports whether it wrote one.
+// snapshotIfChanged writes a snapshot when one is due: the state changed
+// since the last snapshot (a record was appended after its cut, or records
+// replayed at start-up are in none), and the log written since is at least
+// as large as that snapshot, so that writing one costs no more than the
+// log it replaces. An idle server writes nothing; a busy one writes about
+// as many snapshot bytes as log bytes, and a start-up replays at most one
+// snapshot's size of log on top of the interval's. It reports whether it
+// wrote one.
 func (s *Server) snapshotIfChanged() (bool, error) {
 	p := s.persist
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
-	if p.log.Stats().Records == p.snapRecords.Load() && !p.unsnapped.Load() {
+	ls := p.log.Stats()
+	changed := ls.Records != p.snapRecords.Load() || p.unsnapped.Load()
+	if !changed || int64(ls.Bytes)-p.snapLogBytes.Load() < p.snapSize.Load() {
 		p.snapshotsSkipped.Add(1)
 		return false, nil
 	}
@@ -336,7 +356,7 @@ func (s *Server) snapshot(p *persister) error {
 		p.gate.Unlock()
 		return err
 	}
-	records := p.log.Stats().Records // none is appended while the gate is held
+	cut := p.log.Stats() // nothing is appended while the gate is held
 	camps := s.appendCampaigns(nil)
 	p.gate.Unlock()
 	p.snapshotPause.Store(int64(time.Since(paused)))
@@ -362,7 +382,10 @@ func (s *Server) snapshot(p *persister) error {
 	if err != nil {
 		return err
 	}
-	p.snapRecords.Store(records)
+	p.snapRecords.Store(cut.Records)
+	p.snapLogBytes.Store(int64(cut.Bytes))
+	p.snapSize.Store(w.Size())
+	p.snapshotBytes.Add(uint64(w.Size()))
 	p.unsnapped.Store(false)
 	return p.dir.RemoveBefore(seg)
 }
@@ -492,7 +515,9 @@ func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string
 	fmt.Fprintf(w, "impressiond_snapshot_pause_seconds %g\n", time.Duration(p.snapshotPause.Load()).Seconds())
 	help("impressiond_snapshot_failures_total", "counter", "Snapshots that failed.")
 	fmt.Fprintf(w, "impressiond_snapshot_failures_total %d\n", p.snapshotFailures.Load())
-	help("impressiond_snapshot_skipped_total", "counter", "Periodic snapshots skipped because nothing changed since the last one.")
+	help("impressiond_snapshot_bytes_total", "counter", "Bytes of the snapshots written; with impressiond_wal_bytes_total, the data directory's write volume.")
+	fmt.Fprintf(w, "impressiond_snapshot_bytes_total %d\n", p.snapshotBytes.Load())
+	help("impressiond_snapshot_skipped_total", "counter", "Periodic snapshots skipped: nothing changed since the last one, or the log written since is smaller than it.")
 	fmt.Fprintf(w, "impressiond_snapshot_skipped_total %d\n", p.snapshotsSkipped.Load())
 	help("impressiond_wal_reserved_bytes", "gauge", "Disk space the log has reserved and not yet promised to a record; writes get 503 when it is used up and the disk has no more.")
 	fmt.Fprintf(w, "impressiond_wal_reserved_bytes %d\n", ls.Reserved)

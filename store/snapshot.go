@@ -100,6 +100,10 @@ func (w *SnapshotWriter) Commit() error {
 	return nil
 }
 
+// Size returns the bytes written so far: the snapshot's size once
+// committed.
+func (w *SnapshotWriter) Size() int64 { return w.off }
+
 // Abort drops an unfinished snapshot.
 func (w *SnapshotWriter) Abort() {
 	if !w.done {
