@@ -47,8 +47,12 @@ func BenchmarkTestAndAdd(b *testing.B) {
 		name string
 		make func(b *testing.B) func(campaign, user []byte, now time.Time) bool
 	}{
-		{"bloom", func(b *testing.B) func([]byte, []byte, time.Time) bool { return newDeduper(b, "bloom", opts).TestAndAdd }},
-		{"exact", func(b *testing.B) func([]byte, []byte, time.Time) bool { return newDeduper(b, "exact", opts).TestAndAdd }},
+		{"bloom", func(b *testing.B) func([]byte, []byte, time.Time) bool {
+			return newDeduper(b, "bloom", opts).TestAndAdd
+		}},
+		{"exact", func(b *testing.B) func([]byte, []byte, time.Time) bool {
+			return newDeduper(b, "exact", opts).TestAndAdd
+		}},
 		// The naive design: 64 bloom/v3 filters of capacity/64 behind one
 		// mutex each, TestAndAdd, a single generation (no TTL at all).
 		{"naive-baseline", func(b *testing.B) func([]byte, []byte, time.Time) bool {
