@@ -357,4 +357,53 @@ func TestDurability(t *testing.T) {
 			t.Fatalf("total %d, want 9 (the torn tenth dropped)\n%s", got, b.logText())
 		}
 	})
+
+	t.Run("zeros after the last record are cut with a warning", func(t *testing.T) {
+		dir := t.TempDir()
+		a := startProc(t, bin, "-data-dir", dir, "-fsync-interval", "0")
+		a.mustCall("POST", "/api/v1/campaigns", `{"id":"c","name":"C"}`, 201)
+		for i := range 10 {
+			a.mustCall("POST", "/api/v1/impressions", impression("c", fmt.Sprint(i), time.Time{}), 200)
+		}
+		a.stop(syscall.SIGKILL)
+		segs, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+		last := segs[len(segs)-1]
+		data, err := os.ReadFile(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a power loss leaves on some file systems: the file's size
+		// was updated, its last blocks were not.
+		if err := os.WriteFile(last, append(data, make([]byte, 4096)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b := startProc(t, bin, "-data-dir", dir, "-fsync-interval", "0")
+		b.waitLog("4096 bytes dropped")
+		if !strings.Contains(b.logText(), last) || !strings.Contains(b.logText(), fmt.Sprintf("offset %d", len(data))) {
+			t.Fatalf("the warning does not name the file and offset:\n%s", b.logText())
+		}
+		if got := b.stats("c").Total; got != 10 {
+			t.Fatalf("total %d, want all 10\n%s", got, b.logText())
+		}
+		for i := range 5 {
+			b.mustCall("POST", "/api/v1/impressions", impression("c", fmt.Sprint("b", i), time.Time{}), 200)
+		}
+		b.stop(syscall.SIGKILL)
+		// Zeros before valid records are damage, not a torn write.
+		segs, _ = filepath.Glob(filepath.Join(dir, "wal-*.log"))
+		last = segs[len(segs)-1]
+		data, err = os.ReadFile(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(data[8:30]) // the first record, after the segment's header
+		if err := os.WriteFile(last, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", dir).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "a valid record follows") {
+			t.Fatalf("damage before valid records: %v\n%s", err, out)
+		}
+	})
 }
