@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -113,4 +115,83 @@ func TestRecordAtMaxPayload(t *testing.T) {
 	}()
 	var big Batch
 	big.AddImpression(0, t0, unixMinute(t0.UnixNano()), 0, 0, append(user, 'u'))
+}
+
+// TestReplayUnknownKind: a sound record of a kind this build does not know
+// stops the replay with an error naming the kind, even when the record is
+// nothing but its kind byte.
+func TestReplayUnknownKind(t *testing.T) {
+	for _, payload := range [][]byte{{9}, {9, 0}, {0}} {
+		d := openTestDir(t)
+		seg := append([]byte("IMPWAL\x01\x00"), docRecord(payload)...)
+		writeFile(t, d.segmentPath(1), seg, 0o644)
+		_, _, err := collect(t, d)
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Offset != int64(walHeader) {
+			t.Fatalf("payload %x: got %v, want a *CorruptError at offset %d", payload, err, walHeader)
+		}
+		if want := fmt.Sprintf("unknown record kind %d", payload[0]); !strings.Contains(err.Error(), want) {
+			t.Errorf("payload %x: got %q, want it to say %q", payload, err, want)
+		}
+	}
+}
+
+// TestReplayPayloadEdges: records whose checksum and length are sound but
+// whose payload is not what the documented format allows are damage, and
+// the largest campaign index is not.
+func TestReplayPayloadEdges(t *testing.T) {
+	arrival := binary.LittleEndian.AppendUint64(nil, uint64(t0.UnixNano()))
+	impression := func(campaign []byte, tail ...byte) []byte {
+		p := append([]byte{2}, campaign...)
+		p = append(p, arrival...)
+		return append(append(p, 0), tail...) // minute difference 0, then tail
+	}
+	maxIndex := binary.AppendUvarint(nil, 1<<32-1)
+	overIndex := binary.AppendUvarint(nil, 1<<32)
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		ok      bool
+	}{
+		{"exact, user of 2 bytes", impression([]byte{5}, 1, 2, 'a', 'b'), true},
+		{"exact, user length missing", impression([]byte{5}, 1), false},
+		{"exact, a byte after the user", impression([]byte{5}, 1, 2, 'a', 'b', 0), false},
+		{"bloom, a byte after the key", impression([]byte{5}, append(make([]byte, 17), 0)...), false},
+		{"bloom, the key cut short", impression([]byte{5}, make([]byte, 16)...), false},
+		{"campaign index 2^32-1", impression(maxIndex, 1, 0), true},
+		{"campaign index 2^32", impression(overIndex, 1, 0), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := openTestDir(t)
+			writeFile(t, d.segmentPath(1), append([]byte("IMPWAL\x01\x00"), docRecord(tc.payload)...), 0o644)
+			recs, _, err := collect(t, d)
+			if tc.ok {
+				if err != nil || len(recs) != 1 {
+					t.Fatalf("got %d records, %v; want 1, nil", len(recs), err)
+				}
+				return
+			}
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Offset != int64(walHeader) {
+				t.Fatalf("got %d records, %v; want a *CorruptError at offset %d", len(recs), err, walHeader)
+			}
+		})
+	}
+}
+
+// TestLargestCampaignIndex: the largest index a campaign can have is
+// written and replayed.
+func TestLargestCampaignIndex(t *testing.T) {
+	var b Batch
+	b.AddCampaign(1<<32-1, "c", "n", t0)
+	b.AddImpression(1<<32-1, t0, unixMinute(t0.UnixNano()), 1, 2, nil)
+	_, d := writeSegment(t, &b)
+	recs, _, err := collect(t, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, recs, []Record{
+		{Kind: KindCampaign, Campaign: 1<<32 - 1, ID: []byte("c"), Name: []byte("n"), Start: t0},
+		{Kind: KindImpression, Campaign: 1<<32 - 1, Arrival: t0, Minute: unixMinute(t0.UnixNano()), KeyLo: 1, KeyHi: 2},
+	})
 }
