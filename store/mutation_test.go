@@ -195,3 +195,50 @@ func TestLargestCampaignIndex(t *testing.T) {
 		{Kind: KindImpression, Campaign: 1<<32 - 1, Arrival: t0, Minute: unixMinute(t0.UnixNano()), KeyLo: 1, KeyHi: 2},
 	})
 }
+
+// TestReplayFrom: Replay(from) reads segment from and every later one, and
+// none before it.
+func TestReplayFrom(t *testing.T) {
+	d := openTestDir(t)
+	l, err := OpenLog(d, 1, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // segments 1, 2 and 3, one campaign record each
+		var b Batch
+		b.AddCampaign(uint32(i+1), fmt.Sprint("c", i+1), "", t0)
+		if err := l.Append(&b); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			if _, err := l.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from uint64
+		want []uint32 // campaign indexes replayed, in order
+	}{
+		{0, []uint32{1, 2, 3}},
+		{1, []uint32{1, 2, 3}},
+		{2, []uint32{2, 3}},
+		{3, []uint32{3}},
+		{4, nil},
+	} {
+		var got []uint32
+		st, err := d.Replay(tc.from, func(r *Record) error {
+			got = append(got, r.Campaign)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Replay(%d): %v", tc.from, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) || st.Segments != len(tc.want) {
+			t.Errorf("Replay(%d): got campaigns %v from %d segments, want %v from %d", tc.from, got, st.Segments, tc.want, len(tc.want))
+		}
+	}
+}
