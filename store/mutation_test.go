@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -239,6 +240,38 @@ func TestReplayFrom(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) || st.Segments != len(tc.want) {
 			t.Errorf("Replay(%d): got campaigns %v from %d segments, want %v from %d", tc.from, got, st.Segments, tc.want, len(tc.want))
+		}
+	}
+}
+
+// TestReplayTornFirstRecord: a newest segment whose only record is torn is
+// truncated to its header, not removed; a segment torn inside its header is
+// removed.
+func TestReplayTornFirstRecord(t *testing.T) {
+	var b Batch
+	b.AddImpression(1, t0, unixMinute(t0.UnixNano()), 1, 2, nil)
+	seg, _ := writeSegment(t, &b)
+	for _, tc := range []struct {
+		cut      int // bytes of the segment kept
+		wantSize int // the segment's size after the replay, -1: removed
+	}{
+		{walHeader + 1, walHeader},
+		{len(seg) - 1, walHeader},
+		{walHeader - 1, -1},
+	} {
+		d := openTestDir(t)
+		path := d.segmentPath(1)
+		writeFile(t, path, seg[:tc.cut], 0o644)
+		recs, st, err := collect(t, d)
+		if err != nil || len(recs) != 0 || st.Torn == nil {
+			t.Fatalf("cut at %d: got %d records, torn %v, %v; want 0 records, a torn tail, nil", tc.cut, len(recs), st.Torn, err)
+		}
+		size := -1
+		if fi, err := os.Stat(path); err == nil {
+			size = int(fi.Size())
+		}
+		if size != tc.wantSize {
+			t.Errorf("cut at %d: segment of %d bytes after the replay, want %d", tc.cut, size, tc.wantSize)
 		}
 	}
 }
