@@ -50,3 +50,24 @@ func TestOutOfRingAddKeepsCurrentMinute(t *testing.T) {
 		t.Errorf("Read(now): got %+v, want %+v", got, want)
 	}
 }
+
+// TestUntaggableMinuteLeavesNoBucket: a minute too large to tag counts in
+// Total only and leaves the ring untouched, so the counter's binary form
+// still reads back, with no count in any minute.
+func TestUntaggableMinuteLeavesNoBucket(t *testing.T) {
+	for _, m := range []int64{countMask, countMask + 1, countMask + 2} {
+		var c Counter
+		c.Add(m, m)
+		b, _ := c.AppendBinary(nil)
+		if want := binaryHeaderLen; len(b) != want {
+			t.Errorf("minute %d: binary form of %d bytes, want %d (no bucket)", m, len(b), want)
+		}
+		var r Counter
+		if err := r.UnmarshalBinary(b); err != nil {
+			t.Fatalf("minute %d: UnmarshalBinary: %v", m, err)
+		}
+		if got, want := r.Read(0), (Window{Total: 1}); got != want {
+			t.Errorf("minute %d: Read(0) after a round trip: got %+v, want %+v", m, got, want)
+		}
+	}
+}
