@@ -1,10 +1,24 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -ldflags "-X main.version=$(VERSION)"
 
-.PHONY: build run test bench lint loadtest fuzz
+.PHONY: build run test bench lint loadtest fuzz mutate
 
 FUZZTIME ?= 20s
 FUZZ_TARGETS := FuzzTrackHandler FuzzBatchHandler FuzzCreateCampaign FuzzParseTime
+
+# Mutation testing (docs/TESTING.md); settings in .gremlins.yaml. Not part of
+# `make test`: on two cores a run takes an hour or more. MUTATE_PKGS narrows
+# the packages, MUTATE_FLAGS passes gremlins flags (-E '^persist\.go' skips
+# a file).
+GREMLINS_VERSION := v0.6.0
+GREMLINS := bin/gremlins-$(GREMLINS_VERSION)
+MUTATE_PKGS ?= sketch stats store
+MUTATE_FLAGS ?=
+# -count=1: gremlins times the coverage run to set each mutant's timeout, so
+# it must not come from the test cache. -short trims the statistical tests;
+# the slowest sketch tests (a concurrency race and two large statistical
+# checks) are skipped for every mutant.
+MUTATE_GOFLAGS := -count=1 -short -skip=^(TestWriteToDuringTestAndAdd|TestFalsePositiveRate|TestBloomMemory)$$
 
 build:
 	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
@@ -36,6 +50,20 @@ fuzz:
 		echo "fuzzing $$t for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./api || exit 1; \
 	done
+
+$(GREMLINS):
+	GOBIN=$(CURDIR)/bin go install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
+	mv bin/gremlins $@
+
+# store runs with only Go's own tools on PATH: gremlins gathers coverage over
+# ./store/..., and without redis-server store/redisstore's tests skip.
+mutate: $(GREMLINS)
+	@fail=0; for p in $(MUTATE_PKGS); do \
+		echo "== mutation testing ./$$p"; \
+		path="$$PATH"; [ "$$p" = store ] && path="$$(go env GOROOT)/bin"; \
+		PATH="$$path" CI= GOFLAGS='$(MUTATE_GOFLAGS)' $(CURDIR)/$(GREMLINS) unleash \
+			-S lt $(MUTATE_FLAGS) ./$$p || fail=1; \
+	done; exit $$fail
 
 lint:
 	go vet ./...
