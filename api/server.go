@@ -41,6 +41,16 @@ type Options struct {
 	// ones get a 413. By default 4 MiB, which fits a full batch.
 	MaxBodySize int
 
+	// MaxBodyMemory bounds the memory that the request bodies being read
+	// hold, all requests together, in bytes. A body's buffer grows only as
+	// its bytes arrive, each growth reserved from this budget first; a
+	// request whose growth does not fit is answered 503 and its connection
+	// closed. On top of it fasthttp reads ahead at most 8 KiB of a body per
+	// connection, so bodies in flight hold at most MaxBodyMemory + 8 KiB ×
+	// MaxConns (206 MiB at the defaults). It must be at least MaxBodySize.
+	// By default 128 MiB.
+	MaxBodyMemory int
+
 	// MaxSkew is how far ahead of the server's clock an impression
 	// timestamp may be. Zero rejects any timestamp ahead of the clock.
 	MaxSkew time.Duration
@@ -114,6 +124,7 @@ func (o *Options) setDefaults() {
 		def int
 	}{
 		{&o.MaxBodySize, 4 << 20},
+		{&o.MaxBodyMemory, 128 << 20},
 		{&o.MaxConns, 10000},
 		{&o.MaxConnsPerIP, 1000},
 		{&o.MaxHeaderBytes, 8 << 10},
@@ -154,6 +165,8 @@ type Server struct {
 	maxSkew   time.Duration
 	maxConns  int
 	perIP     int
+	maxBody   int
+	bodyMem   bodyBudget // reserved by the bodies being read
 	log       *slog.Logger
 	admin     token
 	ingest    token
@@ -193,6 +206,9 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("api: Options.MaxSkew must not be negative")
 	}
 	o.setDefaults()
+	if o.MaxBodyMemory < o.MaxBodySize {
+		return nil, fmt.Errorf("api: Options.MaxBodyMemory (%d) must be at least MaxBodySize (%d), or no body of the largest size could be read", o.MaxBodyMemory, o.MaxBodySize)
+	}
 	s := &Server{
 		dedup:     o.Dedup,
 		remote:    o.Redis,
@@ -201,6 +217,8 @@ func New(o Options) (*Server, error) {
 		maxSkew:   o.MaxSkew,
 		maxConns:  o.MaxConns,
 		perIP:     o.MaxConnsPerIP,
+		maxBody:   o.MaxBodySize,
+		bodyMem:   bodyBudget{max: int64(o.MaxBodyMemory)},
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
 		admin:     newToken(o.AdminToken),
@@ -236,6 +254,7 @@ func New(o Options) (*Server, error) {
 		ErrorHandler:                  s.handleServerError,
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
+		StreamRequestBody:             true, // bodies are read by readBodies, within s.bodyMem
 		ReadTimeout:                   o.ReadTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
@@ -302,7 +321,7 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	if s.access != nil {
 		h = s.access.wrap(h)
 	}
-	return h
+	return s.readBodies(h)
 }
 
 // Serve accepts connections on ln until Shutdown, within the connection
