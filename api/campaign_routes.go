@@ -144,8 +144,31 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
 }
 
-// listCampaigns serves GET /api/v1/campaigns.
+// Listing is paged: ?limit= campaigns (1 to maxListLimit, by default
+// defaultListLimit) whose ids sort strictly after ?after=, in id order.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 1000
+)
+
+var errListLimit = newError(fasthttp.StatusUnprocessableEntity,
+	"limit must be an integer from 1 to "+strconv.Itoa(maxListLimit))
+
+// listCampaigns serves GET /api/v1/campaigns?limit=N&after=<id>: one page
+// of campaigns in id order, with "next" (the id to pass as after for the
+// following page) only when more campaigns follow. Both stores page alike:
+// the same ordering, the same page boundaries.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
+	args := ctx.QueryArgs()
+	limit := defaultListLimit
+	if args.Has("limit") {
+		n, err := strconv.Atoi(string(args.Peek("limit")))
+		if err != nil || n < 1 || n > maxListLimit {
+			writeError(ctx, errListLimit)
+			return
+		}
+		limit = n
+	}
 	var all []*campaign
 	if s.remote != nil {
 		var e *apiError
@@ -154,11 +177,15 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	} else {
-		all = s.campaigns.list()
+		all = s.campaigns.ordered()
 	}
-	out := campaignListJSON{Campaigns: make([]campaignJSON, len(all))}
-	for i, c := range all {
+	page, more := pageOf(all, string(args.Peek("after")), limit)
+	out := campaignListJSON{Campaigns: make([]campaignJSON, len(page))}
+	for i, c := range page {
 		out.Campaigns[i] = toJSON(c)
+	}
+	if more {
+		out.Next = page[len(page)-1].id
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
