@@ -208,6 +208,13 @@ func (s *Server) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "impressiond_body_memory_max_bytes %d\n", s.bodyMem.max)
 	help("impressiond_body_memory_refused_total", "counter", "Requests answered 503 and closed because their body did not fit in the body memory budget.")
 	fmt.Fprintf(w, "impressiond_body_memory_refused_total %d\n", s.bodyMem.refused.Load())
+	if l := s.listener.Load(); l != nil {
+		open, evicted := l.stats()
+		help("impressiond_connections", "gauge", "Client connections open (at most -max-conns).")
+		fmt.Fprintf(w, "impressiond_connections %d\n", open)
+		help("impressiond_connections_evicted_total", "counter", "Idle keep-alive connections closed at -max-conns to admit a new connection.")
+		fmt.Fprintf(w, "impressiond_connections_evicted_total %d\n", evicted)
+	}
 	help("impressiond_campaigns", "gauge", "Campaigns registered.")
 	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.campaigns.count.Load())
 

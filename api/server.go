@@ -166,7 +166,8 @@ type Server struct {
 	maxConns  int
 	perIP     int
 	maxBody   int
-	bodyMem   bodyBudget // reserved by the bodies being read
+	bodyMem   bodyBudget                    // reserved by the bodies being read
+	listener  atomic.Pointer[limitListener] // the one Serve accepts on, for metrics
 	log       *slog.Logger
 	admin     token
 	ingest    token
@@ -255,6 +256,7 @@ func New(o Options) (*Server, error) {
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
 		StreamRequestBody:             true, // bodies are read by readBodies, within s.bodyMem
+		ConnState:                     connState,
 		ReadTimeout:                   o.ReadTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
@@ -328,7 +330,9 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 // limits of Options.
 func (s *Server) Serve(ln net.Listener) error {
 	s.ready.Store(true)
-	return s.http.Serve(newLimitListener(ln, s.maxConns, s.perIP))
+	l := newLimitListener(ln, s.maxConns, s.perIP)
+	s.listener.Store(l)
+	return s.http.Serve(l)
 }
 
 // Shutdown stops accepting connections, waits for in-flight requests to
