@@ -183,3 +183,27 @@ func post(t *testing.T, addr, path, body string, status int) {
 		t.Fatalf("POST %s: got %d %s, want %d", path, resp.StatusCode, b, status)
 	}
 }
+
+// TestStalledBodyTimesOut: a client that sends part of a large body and
+// stalls is cut off by ReadTimeout (408, then closed) and the memory its
+// body reserved comes back.
+func TestStalledBodyTimesOut(t *testing.T) {
+	srv, addr := serveTCP(t, Options{MaxBodySize: 1 << 20, ReadTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second)) // only against a server that never cuts it off
+	if _, err := fmt.Fprintf(c, "POST /api/v1/impressions/batch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat(" ", 20<<10)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("a stalled body was not cut off: %v", err)
+	}
+	if !strings.HasPrefix(string(resp), "HTTP/1.1 408 ") || !strings.HasSuffix(string(resp), `"code":408}`) {
+		t.Fatalf("a stalled body: %q, want a 408 JSON error", resp)
+	}
+	waitFor(t, "the stalled body's memory returned", func() bool { return srv.bodyMem.used.Load() == 0 })
+}

@@ -70,9 +70,10 @@ type Options struct {
 	// IdleTimeout bounds how long a keep-alive connection may wait for its
 	// next request. By default 60s.
 	IdleTimeout time.Duration
-	// MaxConns caps concurrent connections; more are refused with a 503
-	// JSON error.
-	// By default 10,000.
+	// MaxConns caps concurrent connections. At the cap a new connection
+	// closes the longest-idle keep-alive connection (answered, waiting for
+	// its next request) and takes its slot; only when none is idle is it
+	// refused with a 503 JSON error. By default 10,000.
 	MaxConns int
 	// MaxConnsPerIP caps concurrent connections from one client IP; more
 	// are refused with a 429 JSON error. By default 1,000.

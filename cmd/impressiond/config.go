@@ -76,7 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.readTimeout, "read-timeout", 5*time.Second, "longest time to read one request, headers and body")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 5*time.Second, "longest time to write one response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "longest time a keep-alive connection may wait for its next request")
-	fs.IntVar(&c.maxConns, "max-conns", 10000, "most concurrent connections; more are refused with 503")
+	fs.IntVar(&c.maxConns, "max-conns", 10000, "most concurrent connections; at the cap the longest-idle keep-alive connection is closed for a new one, and only when none is idle is the new one refused with 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client IP; more are refused with 429")
 	fs.IntVar(&c.maxHeader, "max-header-bytes", 8192, "largest request line and headers in bytes; larger get 431")
 	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
