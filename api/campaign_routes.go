@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store/redisstore"
 )
 
 const maxNameRunes = 200
@@ -169,23 +170,31 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		}
 		limit = n
 	}
-	var all []*campaign
+	after := string(args.Peek("after"))
+	var out campaignListJSON
+	var more bool
 	if s.remote != nil {
-		var e *apiError
-		if all, e = s.listRemote(); e != nil {
+		all, e := s.listRemote()
+		if e != nil {
 			writeError(ctx, e)
 			return
 		}
+		var page []redisstore.Campaign
+		page, more = pageOf(all, func(c redisstore.Campaign) string { return c.ID }, after, limit)
+		out.Campaigns = make([]campaignJSON, len(page))
+		for i, c := range page {
+			out.Campaigns[i] = campaignJSONOf(c.ID, c.Name, c.Start)
+		}
 	} else {
-		all = s.campaigns.ordered()
-	}
-	page, more := pageOf(all, string(args.Peek("after")), limit)
-	out := campaignListJSON{Campaigns: make([]campaignJSON, len(page))}
-	for i, c := range page {
-		out.Campaigns[i] = toJSON(c)
+		var page []*campaign
+		page, more = pageOf(s.campaigns.ordered(), func(c *campaign) string { return c.id }, after, limit)
+		out.Campaigns = make([]campaignJSON, len(page))
+		for i, c := range page {
+			out.Campaigns[i] = toJSON(c)
+		}
 	}
 	if more {
-		out.Next = page[len(page)-1].id
+		out.Next = out.Campaigns[len(out.Campaigns)-1].ID
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
@@ -236,8 +245,10 @@ func (s *Server) campaignFromPath(ctx *fasthttp.RequestCtx) *campaign {
 	return c
 }
 
-func toJSON(c *campaign) campaignJSON {
-	return campaignJSON{ID: c.id, Name: c.name, StartTime: c.start.Format(time.RFC3339Nano)}
+func toJSON(c *campaign) campaignJSON { return campaignJSONOf(c.id, c.name, c.start) }
+
+func campaignJSONOf(id, name string, start time.Time) campaignJSON {
+	return campaignJSON{ID: id, Name: name, StartTime: start.Format(time.RFC3339Nano)}
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -166,11 +166,12 @@ func (t *campaignTable) ordered() []*campaign {
 	return all
 }
 
-// pageOf returns the campaigns of all (ordered by id) whose ids sort
-// strictly after after, at most limit of them, and whether more follow.
-func pageOf(all []*campaign, after string, limit int) ([]*campaign, bool) {
-	i, _ := slices.BinarySearchFunc(all, after, func(c *campaign, id string) int { return strings.Compare(c.id, id) })
-	if i < len(all) && all[i].id == after {
+// pageOf returns the items of all (ordered by the id that id returns)
+// whose ids sort strictly after after, at most limit of them, and whether
+// more follow. Both stores page with it, so they page alike.
+func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bool) {
+	i, _ := slices.BinarySearchFunc(all, after, func(c T, after string) int { return strings.Compare(id(c), after) })
+	if i < len(all) && id(all[i]) == after {
 		i++
 	}
 	end := min(i+limit, len(all))

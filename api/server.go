@@ -180,6 +180,7 @@ type Server struct {
 	persist     *persister        // nil unless Options.DataDir
 	remote      *redisstore.Store // nil unless Options.Redis
 	remoteCache remoteCampaigns   // campaigns read from Redis
+	remoteLists *remoteLister     // coalesces lists of every campaign in Redis
 	restored    RestoreStats
 
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
@@ -212,20 +213,21 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("api: Options.MaxBodyMemory (%d) must be at least MaxBodySize (%d), or no body of the largest size could be read", o.MaxBodyMemory, o.MaxBodySize)
 	}
 	s := &Server{
-		dedup:     o.Dedup,
-		remote:    o.Redis,
-		campaigns: newCampaignTable(o.MaxCampaigns),
-		now:       o.Now,
-		maxSkew:   o.MaxSkew,
-		maxConns:  o.MaxConns,
-		perIP:     o.MaxConnsPerIP,
-		maxBody:   o.MaxBodySize,
-		bodyMem:   bodyBudget{max: int64(o.MaxBodyMemory)},
-		log:       o.Logger,
-		stopCh:    make(chan struct{}),
-		admin:     newToken(o.AdminToken),
-		metrics:   newServerMetrics(),
-		ingest:    newToken(o.IngestToken),
+		dedup:       o.Dedup,
+		remote:      o.Redis,
+		campaigns:   newCampaignTable(o.MaxCampaigns),
+		now:         o.Now,
+		maxSkew:     o.MaxSkew,
+		maxConns:    o.MaxConns,
+		perIP:       o.MaxConnsPerIP,
+		maxBody:     o.MaxBodySize,
+		bodyMem:     bodyBudget{max: int64(o.MaxBodyMemory)},
+		log:         o.Logger,
+		stopCh:      make(chan struct{}),
+		admin:       newToken(o.AdminToken),
+		metrics:     newServerMetrics(),
+		remoteLists: newRemoteLister(),
+		ingest:      newToken(o.IngestToken),
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),

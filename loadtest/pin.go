@@ -70,6 +70,7 @@ Flags:
 	lat := timeHealthz(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, base, 200)
 	fmt.Fprintf(stdout, "during: RSS %s; /healthz %s\n", rss(*pid), lat)
 	fmt.Fprintln(stdout, done())
+	fmt.Fprintf(stdout, "after: RSS %s\n", rss(*pid))
 	return nil
 }
 
