@@ -12,6 +12,7 @@ import (
 
 	"github.com/impressiond/impressiond/stats"
 	"github.com/impressiond/impressiond/store"
+	"github.com/impressiond/impressiond/store/redisstore"
 )
 
 const maxNameRunes = 200
@@ -157,21 +158,56 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
 }
 
-// listCampaigns serves GET /api/v1/campaigns.
+// Listing is paged: ?limit= campaigns (1 to maxListLimit, by default
+// defaultListLimit) whose ids sort strictly after ?after=, in id order.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 1000
+)
+
+var errListLimit = newError(fasthttp.StatusUnprocessableEntity,
+	"limit must be an integer from 1 to "+strconv.Itoa(maxListLimit))
+
+// listCampaigns serves GET /api/v1/campaigns?limit=N&after=<id>: one page
+// of campaigns in id order, with "next" (the id to pass as after for the
+// following page) only when more campaigns follow. Both stores page alike:
+// the same ordering, the same page boundaries.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
-	var all []*campaign
+	args := ctx.QueryArgs()
+	limit := defaultListLimit
+	if args.Has("limit") {
+		n, err := strconv.Atoi(string(args.Peek("limit")))
+		if err != nil || n < 1 || n > maxListLimit {
+			writeError(ctx, errListLimit)
+			return
+		}
+		limit = n
+	}
+	after := string(args.Peek("after"))
+	var out campaignListJSON
+	var more bool
 	if s.remote != nil {
-		var e *apiError
-		if all, e = s.listRemote(); e != nil {
+		all, e := s.listRemote()
+		if e != nil {
 			writeError(ctx, e)
 			return
 		}
+		var page []redisstore.Campaign
+		page, more = pageOf(all, func(c redisstore.Campaign) string { return c.ID }, after, limit)
+		out.Campaigns = make([]campaignJSON, len(page))
+		for i, c := range page {
+			out.Campaigns[i] = campaignJSONOf(c.ID, c.Name, c.Start)
+		}
 	} else {
-		all = s.campaigns.list()
+		var page []*campaign
+		page, more = pageOf(s.campaigns.ordered(), func(c *campaign) string { return c.id }, after, limit)
+		out.Campaigns = make([]campaignJSON, len(page))
+		for i, c := range page {
+			out.Campaigns[i] = toJSON(c)
+		}
 	}
-	out := campaignListJSON{Campaigns: make([]campaignJSON, len(all))}
-	for i, c := range all {
-		out.Campaigns[i] = toJSON(c)
+	if more {
+		out.Next = out.Campaigns[len(out.Campaigns)-1].ID
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
@@ -222,8 +258,10 @@ func (s *Server) campaignFromPath(ctx *fasthttp.RequestCtx) *campaign {
 	return c
 }
 
-func toJSON(c *campaign) campaignJSON {
-	return campaignJSON{ID: c.id, Name: c.name, StartTime: c.start.Format(time.RFC3339Nano)}
+func toJSON(c *campaign) campaignJSON { return campaignJSONOf(c.id, c.name, c.start) }
+
+func campaignJSONOf(id, name string, start time.Time) campaignJSON {
+	return campaignJSON{ID: id, Name: name, StartTime: start.Format(time.RFC3339Nano)}
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

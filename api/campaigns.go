@@ -37,6 +37,20 @@ type campaignTable struct {
 	count  atomic.Int64  // campaigns added, or reserved by an add in progress
 	next   atomic.Uint32 // index of the next campaign added
 	shards [campaignShards]campaignShard
+
+	// The campaigns ordered by id, for paged listing: rebuilt by the first
+	// list after a campaign was published, shared by every list until the
+	// next one is.
+	published atomic.Uint64 // bumped by every publish
+	sortMu    sync.Mutex    // serialises rebuilds of sorted
+	sorted    atomic.Pointer[sortedCampaigns]
+}
+
+// sortedCampaigns is every campaign published when published read gen,
+// ordered by id. It is never modified.
+type sortedCampaigns struct {
+	gen uint64
+	all []*campaign
 }
 
 type campaignShard struct {
@@ -94,6 +108,7 @@ func (t *campaignTable) add(c *campaign, persist func(*campaign) error) error {
 		}
 	}
 	s.publishLocked(c)
+	t.published.Add(1)
 	return nil
 }
 
@@ -113,6 +128,7 @@ func (t *campaignTable) restore(c *campaign) error {
 		t.next.Store(c.index + 1)
 	}
 	s.publishLocked(c)
+	t.published.Add(1)
 	return nil
 }
 
@@ -132,7 +148,37 @@ func (s *campaignShard) publishLocked(c *campaign) {
 	s.m.Store(&next)
 }
 
-// list returns every campaign ordered by id.
+// ordered returns every campaign ordered by id, including every one whose
+// add returned before the call. The slice is shared: callers must not
+// modify it.
+func (t *campaignTable) ordered() []*campaign {
+	if s := t.sorted.Load(); s != nil && s.gen == t.published.Load() {
+		return s.all
+	}
+	t.sortMu.Lock()
+	defer t.sortMu.Unlock()
+	gen := t.published.Load() // before the scan: a later publish forces another rebuild
+	if s := t.sorted.Load(); s != nil && s.gen == gen {
+		return s.all
+	}
+	all := t.list()
+	t.sorted.Store(&sortedCampaigns{gen: gen, all: all})
+	return all
+}
+
+// pageOf returns the items of all (ordered by the id that id returns)
+// whose ids sort strictly after after, at most limit of them, and whether
+// more follow. Both stores page with it, so they page alike.
+func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bool) {
+	i, _ := slices.BinarySearchFunc(all, after, func(c T, after string) int { return strings.Compare(id(c), after) })
+	if i < len(all) && id(all[i]) == after {
+		i++
+	}
+	end := min(i+limit, len(all))
+	return all[i:end], end < len(all)
+}
+
+// list returns every campaign ordered by id, in a new slice.
 func (t *campaignTable) list() []*campaign {
 	var all []*campaign
 	for i := range t.shards {

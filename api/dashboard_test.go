@@ -426,6 +426,45 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}
 
+	// With more campaigns than a page holds, the table shows pages of 50,
+	// turned with Next and Previous.
+	for i := range 60 {
+		api.call("POST", "/api/v1/campaigns", map[string]string{"id": fmt.Sprintf("zz-%02d", i), "name": "More"}, 201, nil)
+	}
+	countRows := func() int {
+		t.Helper()
+		n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('#campaigns tbody tr').length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	wait := func(sel string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(tab, 10*time.Second)
+		defer cancel()
+		if err := chromedp.Do(wctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("waiting for %s: %v", sel, err)
+		}
+	}
+	wait(`#next-page:not([disabled])`) // the next refresh lists 62 campaigns
+	if n := countRows(); n != 50 {
+		t.Fatalf("first page has %d rows, want 50", n)
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.ID("next-page"))); err != nil {
+		t.Fatal(err)
+	}
+	wait(`#campaigns tr[data-id="zz-59"] td.total[data-value]`)
+	wait(`#next-page[disabled]`)
+	if n := countRows(); n != 12 {
+		t.Fatalf("second page has %d rows, want 12", n)
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.ID("prev-page"))); err != nil {
+		t.Fatal(err)
+	}
+	wait(`#campaigns tr[data-id="spring-sale"] td.total[data-value]`)
+	wait(`#prev-page[disabled]`)
+
 	if p := problems(); len(p) > 0 {
 		t.Errorf("console: %q", p)
 	}

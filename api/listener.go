@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -12,22 +13,33 @@ import (
 
 // limitListener caps connections overall and per client IP, and refuses
 // the excess with a JSON error instead of the plain text fasthttp's own
-// limits write. Its connections keep CloseWrite, which the 413 path needs
-// to half-close before draining. It is safe for concurrent use.
+// limits write. At the overall cap it first closes the longest-idle
+// keep-alive connection (one that was answered and waits for its next
+// request) to admit the new one, so that idle clients cannot crowd out
+// active ones; only when none is idle is the new connection refused. Its
+// connections keep CloseWrite, which the 413 path needs to half-close
+// before draining. It is safe for concurrent use.
 type limitListener struct {
 	net.Listener
 	max, perIP int
 
-	mu      sync.Mutex // guards open and byIP
+	// idleSeq orders connections by when they went idle: each takes the
+	// next value as it does (connState), so the smallest is the longest
+	// idle. One atomic add per request, and no lock on the request path.
+	idleSeq atomic.Uint64
+	evicted atomic.Uint64 // idle connections closed to admit new ones
+
+	mu      sync.Mutex // guards open, byIP and conns
 	open    int
 	byIP    map[string]int
-	tooMany []byte // rendered refusals
+	conns   map[*limitedConn]struct{} // the open connections, for eviction
+	tooMany []byte                    // rendered refusals
 	busy    []byte
 }
 
 func newLimitListener(ln net.Listener, max, perIP int) *limitListener {
 	return &limitListener{
-		Listener: ln, max: max, perIP: perIP, byIP: make(map[string]int),
+		Listener: ln, max: max, perIP: perIP, byIP: make(map[string]int), conns: make(map[*limitedConn]struct{}),
 		tooMany: rawResponse(newError(fasthttp.StatusTooManyRequests, "too many connections from your address")),
 		busy:    rawResponse(newError(fasthttp.StatusServiceUnavailable, "server is at its connection limit")),
 	}
@@ -49,8 +61,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		l.mu.Lock()
+		lc := &limitedConn{Conn: c, l: l, ip: ip}
 		var refuse []byte
+		var victim *limitedConn
+		l.mu.Lock()
+		if l.open >= l.max && l.byIP[ip] < l.perIP {
+			victim = l.evictLocked()
+		}
 		switch {
 		case l.open >= l.max:
 			refuse = l.busy
@@ -59,13 +76,59 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		default:
 			l.open++
 			l.byIP[ip]++
+			l.conns[lc] = struct{}{}
 		}
 		l.mu.Unlock()
+		if victim != nil {
+			victim.Conn.Close() // its server goroutine, waiting for a request, ends
+		}
 		if refuse != nil {
 			go reject(c, refuse) // never let a refused client slow the accept loop
 			continue
 		}
-		return &limitedConn{Conn: c, l: l, ip: ip}, nil
+		return lc, nil
+	}
+}
+
+// evictLocked picks the longest-idle keep-alive connection, releases its
+// slot and returns it for the caller to close, or returns nil if no
+// connection is idle. A connection whose next request arrives at this very
+// moment may still be picked; its client sees the connection closed, as at
+// an idle timeout, which HTTP clients retry on another. The scan is linear
+// in the open connections, and runs only at the cap.
+func (l *limitListener) evictLocked() *limitedConn {
+	for {
+		var victim *limitedConn
+		var oldest uint64
+		for c := range l.conns {
+			if seq := c.idleSince.Load(); seq != 0 && (victim == nil || seq < oldest) {
+				victim, oldest = c, seq
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		// Unless it went active meanwhile: then look again.
+		if victim.idleSince.CompareAndSwap(oldest, 0) {
+			l.releaseLocked(victim)
+			l.evicted.Add(1)
+			return victim
+		}
+	}
+}
+
+// connState is fasthttp.Server.ConnState: it marks a connection idle when
+// it has been answered and waits for its next request, and active again
+// when that request's first byte arrives.
+func connState(c net.Conn, state fasthttp.ConnState) {
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
+	if state == fasthttp.StateIdle {
+		lc.idleSince.Store(lc.l.idleSeq.Add(1))
+	} else {
+		lc.idleSince.Store(0)
 	}
 }
 
@@ -90,13 +153,30 @@ func reject(c net.Conn, resp []byte) {
 	}
 }
 
-func (l *limitListener) release(ip string) {
+func (l *limitListener) release(c *limitedConn) {
 	l.mu.Lock()
-	l.open--
-	if l.byIP[ip]--; l.byIP[ip] <= 0 {
-		delete(l.byIP, ip)
-	}
+	l.releaseLocked(c)
 	l.mu.Unlock()
+}
+
+// releaseLocked frees c's slot, once however often it is called.
+func (l *limitListener) releaseLocked(c *limitedConn) {
+	if c.released {
+		return
+	}
+	c.released = true
+	delete(l.conns, c)
+	l.open--
+	if l.byIP[c.ip]--; l.byIP[c.ip] <= 0 {
+		delete(l.byIP, c.ip)
+	}
+}
+
+// stats returns the open connections and those closed to admit new ones.
+func (l *limitListener) stats() (open int, evicted uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open, l.evicted.Load()
 }
 
 func remoteIP(c net.Conn) string {
@@ -106,17 +186,19 @@ func remoteIP(c net.Conn) string {
 	return ""
 }
 
-// limitedConn releases its slot once, on the first Close.
+// limitedConn releases its slot once, on the first Close or when it is
+// evicted.
 type limitedConn struct {
 	net.Conn
-	l    *limitListener
-	ip   string
-	once sync.Once
+	l         *limitListener
+	ip        string
+	idleSince atomic.Uint64 // its idleSeq since it went idle; 0 while not idle
+	released  bool          // guarded by l.mu
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.ip) })
+	c.l.release(c)
 	return err
 }
 

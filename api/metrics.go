@@ -200,6 +200,21 @@ func (s *Server) writeMetrics(w io.Writer) {
 
 	help("impressiond_panics_total", "counter", "Panics recovered in handlers (each answered with a 500).")
 	fmt.Fprintf(w, "impressiond_panics_total %d\n", m.panics.Load())
+	help("impressiond_body_memory_bytes", "gauge", "Memory reserved now by the request bodies being read, all requests together; at most impressiond_body_memory_max_bytes.")
+	fmt.Fprintf(w, "impressiond_body_memory_bytes %d\n", s.bodyMem.used.Load())
+	help("impressiond_body_memory_peak_bytes", "gauge", "The most memory the request bodies being read have reserved at once since start-up.")
+	fmt.Fprintf(w, "impressiond_body_memory_peak_bytes %d\n", s.bodyMem.peak.Load())
+	help("impressiond_body_memory_max_bytes", "gauge", "The budget of request body memory (-max-body-memory).")
+	fmt.Fprintf(w, "impressiond_body_memory_max_bytes %d\n", s.bodyMem.max)
+	help("impressiond_body_memory_refused_total", "counter", "Requests answered 503 and closed because their body did not fit in the body memory budget.")
+	fmt.Fprintf(w, "impressiond_body_memory_refused_total %d\n", s.bodyMem.refused.Load())
+	if l := s.listener.Load(); l != nil {
+		open, evicted := l.stats()
+		help("impressiond_connections", "gauge", "Client connections open (at most -max-conns).")
+		fmt.Fprintf(w, "impressiond_connections %d\n", open)
+		help("impressiond_connections_evicted_total", "counter", "Idle keep-alive connections closed at -max-conns to admit a new connection.")
+		fmt.Fprintf(w, "impressiond_connections_evicted_total %d\n", evicted)
+	}
 	help("impressiond_campaigns", "gauge", "Campaigns registered.")
 	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.campaigns.count.Load())
 

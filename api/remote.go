@@ -76,17 +76,69 @@ func (s *Server) createRemote(c *campaign) error {
 	return err
 }
 
-func (s *Server) listRemote() ([]*campaign, *apiError) {
-	all, err := s.remote.ListCampaigns()
-	if err != nil {
-		return nil, errRedis(err)
+// listRemote returns every campaign in Redis, ordered by id; the slice is
+// shared and must not be modified. Concurrent lists share one read
+// (remoteLister), so a burst of them holds one or two copies of the
+// campaigns, not one each. They stay redisstore.Campaign values: a
+// *campaign carries a day of per-minute counters (12 KiB), which a list
+// of 100,000 would allocate a gigabyte of.
+func (s *Server) listRemote() ([]redisstore.Campaign, *apiError) {
+	return s.remoteLists.list(func() ([]redisstore.Campaign, *apiError) {
+		all, err := s.remote.ListCampaigns()
+		if err != nil {
+			return nil, errRedis(err)
+		}
+		slices.SortFunc(all, func(a, b redisstore.Campaign) int { return strings.Compare(a.ID, b.ID) })
+		return all, nil
+	})
+}
+
+// remoteLister coalesces concurrent reads of the whole campaign list from
+// Redis. Requests that arrive while a read runs form the next group, whose
+// first member reads once the running read ends, for all of them: at most
+// one read runs and one group waits, however many lists are in flight.
+// Every request is answered from a read that started after it arrived, so
+// a list sees every campaign whose creation was answered before it. It is
+// safe for concurrent use.
+type remoteLister struct {
+	mu      sync.Mutex // guards pending
+	pending *listRead  // the group not yet reading, nil if none
+	turn    chan struct{}
+}
+
+// listRead is one read shared by a group; all and err are set before done
+// is closed and never change after.
+type listRead struct {
+	done    chan struct{}
+	members int // guarded by remoteLister.mu
+	all     []redisstore.Campaign
+	err     *apiError
+}
+
+func newRemoteLister() *remoteLister { return &remoteLister{turn: make(chan struct{}, 1)} }
+
+func (r *remoteLister) list(read func() ([]redisstore.Campaign, *apiError)) ([]redisstore.Campaign, *apiError) {
+	r.mu.Lock()
+	g := r.pending
+	leader := g == nil
+	if leader {
+		g = &listRead{done: make(chan struct{})}
+		r.pending = g
 	}
-	out := make([]*campaign, len(all))
-	for i, rc := range all {
-		out[i] = &campaign{id: rc.ID, name: rc.Name, start: rc.Start}
+	g.members++
+	r.mu.Unlock()
+	if !leader {
+		<-g.done
+		return g.all, g.err
 	}
-	slices.SortFunc(out, func(a, b *campaign) int { return strings.Compare(a.id, b.id) })
-	return out, nil
+	r.turn <- struct{}{} // wait for the running read, if any
+	r.mu.Lock()
+	r.pending = nil // requests from now on form the next group
+	r.mu.Unlock()
+	g.all, g.err = read()
+	<-r.turn
+	close(g.done)
+	return g.all, g.err
 }
 
 // remoteMinutes reads the n minutes ending with now and the total.

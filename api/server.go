@@ -41,6 +41,16 @@ type Options struct {
 	// ones get a 413. By default 4 MiB, which fits a full batch.
 	MaxBodySize int
 
+	// MaxBodyMemory bounds the memory that the request bodies being read
+	// hold, all requests together, in bytes. A body's buffer grows only as
+	// its bytes arrive, each growth reserved from this budget first; a
+	// request whose growth does not fit is answered 503 and its connection
+	// closed. On top of it fasthttp reads ahead at most 8 KiB of a body per
+	// connection, so bodies in flight hold at most MaxBodyMemory + 8 KiB ×
+	// MaxConns (206 MiB at the defaults). It must be at least MaxBodySize.
+	// By default 128 MiB.
+	MaxBodyMemory int
+
 	// MaxSkew is how far ahead of the server's clock an impression
 	// timestamp may be. Zero rejects any timestamp ahead of the clock.
 	MaxSkew time.Duration
@@ -60,9 +70,10 @@ type Options struct {
 	// IdleTimeout bounds how long a keep-alive connection may wait for its
 	// next request. By default 60s.
 	IdleTimeout time.Duration
-	// MaxConns caps concurrent connections; more are refused with a 503
-	// JSON error.
-	// By default 10,000.
+	// MaxConns caps concurrent connections. At the cap a new connection
+	// closes the longest-idle keep-alive connection (answered, waiting for
+	// its next request) and takes its slot; only when none is idle is it
+	// refused with a 503 JSON error. By default 10,000.
 	MaxConns int
 	// MaxConnsPerIP caps concurrent connections from one client IP; more
 	// are refused with a 429 JSON error. By default 1,000.
@@ -114,6 +125,7 @@ func (o *Options) setDefaults() {
 		def int
 	}{
 		{&o.MaxBodySize, 4 << 20},
+		{&o.MaxBodyMemory, 128 << 20},
 		{&o.MaxConns, 10000},
 		{&o.MaxConnsPerIP, 1000},
 		{&o.MaxHeaderBytes, 8 << 10},
@@ -154,6 +166,9 @@ type Server struct {
 	maxSkew   time.Duration
 	maxConns  int
 	perIP     int
+	maxBody   int
+	bodyMem   bodyBudget                    // reserved by the bodies being read
+	listener  atomic.Pointer[limitListener] // the one Serve accepts on, for metrics
 	log       *slog.Logger
 	admin     token
 	ingest    token
@@ -165,6 +180,7 @@ type Server struct {
 	persist     *persister        // nil unless Options.DataDir
 	remote      *redisstore.Store // nil unless Options.Redis
 	remoteCache remoteCampaigns   // campaigns read from Redis
+	remoteLists *remoteLister     // coalesces lists of every campaign in Redis
 	restored    RestoreStats
 
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
@@ -193,19 +209,25 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("api: Options.MaxSkew must not be negative")
 	}
 	o.setDefaults()
+	if o.MaxBodyMemory < o.MaxBodySize {
+		return nil, fmt.Errorf("api: Options.MaxBodyMemory (%d) must be at least MaxBodySize (%d), or no body of the largest size could be read", o.MaxBodyMemory, o.MaxBodySize)
+	}
 	s := &Server{
-		dedup:     o.Dedup,
-		remote:    o.Redis,
-		campaigns: newCampaignTable(o.MaxCampaigns),
-		now:       o.Now,
-		maxSkew:   o.MaxSkew,
-		maxConns:  o.MaxConns,
-		perIP:     o.MaxConnsPerIP,
-		log:       o.Logger,
-		stopCh:    make(chan struct{}),
-		admin:     newToken(o.AdminToken),
-		metrics:   newServerMetrics(),
-		ingest:    newToken(o.IngestToken),
+		dedup:       o.Dedup,
+		remote:      o.Redis,
+		campaigns:   newCampaignTable(o.MaxCampaigns),
+		now:         o.Now,
+		maxSkew:     o.MaxSkew,
+		maxConns:    o.MaxConns,
+		perIP:       o.MaxConnsPerIP,
+		maxBody:     o.MaxBodySize,
+		bodyMem:     bodyBudget{max: int64(o.MaxBodyMemory)},
+		log:         o.Logger,
+		stopCh:      make(chan struct{}),
+		admin:       newToken(o.AdminToken),
+		metrics:     newServerMetrics(),
+		remoteLists: newRemoteLister(),
+		ingest:      newToken(o.IngestToken),
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
@@ -236,6 +258,8 @@ func New(o Options) (*Server, error) {
 		ErrorHandler:                  s.handleServerError,
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
+		StreamRequestBody:             true, // bodies are read by readBodies, within s.bodyMem
+		ConnState:                     connState,
 		ReadTimeout:                   o.ReadTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
@@ -302,14 +326,16 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	if s.access != nil {
 		h = s.access.wrap(h)
 	}
-	return h
+	return s.readBodies(h)
 }
 
 // Serve accepts connections on ln until Shutdown, within the connection
 // limits of Options.
 func (s *Server) Serve(ln net.Listener) error {
 	s.ready.Store(true)
-	return s.http.Serve(newLimitListener(ln, s.maxConns, s.perIP))
+	l := newLimitListener(ln, s.maxConns, s.perIP)
+	s.listener.Store(l)
+	return s.http.Serve(l)
 }
 
 // Shutdown stops accepting connections, waits for in-flight requests to

@@ -14,8 +14,11 @@ type campaignCreatedJSON struct {
 	Message string `json:"message"`
 }
 
+// campaignListJSON is one page of campaigns. Next, the id of the page's
+// last campaign, is set only when more campaigns follow it.
 type campaignListJSON struct {
 	Campaigns []campaignJSON `json:"campaigns"`
+	Next      string         `json:"next,omitempty"`
 }
 
 type statsJSON struct {

@@ -31,6 +31,8 @@ func main() {
 		err = runAttack(args, os.Stdout, os.Stderr)
 	case "memory":
 		err = runMemory(args, os.Stdout)
+	case "pin":
+		err = runPin(args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -56,6 +58,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `Usage:
   loadtest attack [flags]   attack a running impressiond over HTTP and report throughput, latency and accuracy
   loadtest memory [flags]   fill each dedup mode in-process and report memory and false-positive rate
+  loadtest pin [flags]      pin a running impressiond's memory or connections (docs/SECURITY.md) and report RSS and /healthz latency
 
 Run "loadtest <command> -h" for a command's flags.
 `)

@@ -30,6 +30,7 @@ type config struct {
 	dedupFP       float64
 	dedupMaxPairs int
 	maxBody       int
+	maxBodyMemory int
 	maxSkew       time.Duration
 	debugAddr     string
 	logFormat     string
@@ -70,11 +71,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
 	fs.IntVar(&c.dedupMaxPairs, "dedup-max-pairs", defaultMaxPairs, "most distinct pairs the exact dedup window holds (about 106 bytes each with UUID user ids); new pairs beyond it get 503 with Retry-After (ignored in bloom mode and with -store redis://)")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
+	fs.IntVar(&c.maxBodyMemory, "max-body-memory", 128<<20, "most memory in bytes the request bodies being read hold, all together (plus at most 8 KiB read ahead per connection); a request whose body does not fit gets 503 and its connection closed. At least -max-body")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
 	fs.DurationVar(&c.readTimeout, "read-timeout", 5*time.Second, "longest time to read one request, headers and body")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 5*time.Second, "longest time to write one response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "longest time a keep-alive connection may wait for its next request")
-	fs.IntVar(&c.maxConns, "max-conns", 10000, "most concurrent connections; more are refused with 503")
+	fs.IntVar(&c.maxConns, "max-conns", 10000, "most concurrent connections; at the cap the longest-idle keep-alive connection is closed for a new one, and only when none is idle is the new one refused with 503")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client IP; more are refused with 429")
 	fs.IntVar(&c.maxHeader, "max-header-bytes", 8192, "largest request line and headers in bytes; larger get 431")
 	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
@@ -166,6 +168,8 @@ func (c *config) validate() error {
 		return bad("dedup-max-pairs", c.dedupMaxPairs, "must be positive")
 	case c.maxBody < 1:
 		return bad("max-body", c.maxBody, "must be positive")
+	case c.maxBodyMemory < c.maxBody:
+		return bad("max-body-memory", c.maxBodyMemory, fmt.Sprintf("must be at least -max-body %d, or no body of the largest size could be read", c.maxBody))
 	case c.maxSkew < 0:
 		return bad("max-skew", c.maxSkew, "must not be negative")
 	case c.readTimeout <= 0:

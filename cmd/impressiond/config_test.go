@@ -20,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		addr: "127.0.0.1:8080", dedup: "bloom", dedupTTL: time.Hour, dedupSlices: 6,
-		dedupCapacity: 10_000_000, dedupFP: 0.001, dedupMaxPairs: 5_000_000, maxBody: 4194304, maxSkew: time.Minute,
+		dedupCapacity: 10_000_000, dedupFP: 0.001, dedupMaxPairs: 5_000_000, maxBody: 4194304, maxBodyMemory: 128 << 20, maxSkew: time.Minute,
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000,
 		logFormat: "text", logLevel: "info", fsyncInterval: time.Second, snapshotEvery: time.Minute,
@@ -81,7 +81,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 	want := config{
 		addr: ":9999", dedup: "exact", dedupTTL: 30 * time.Minute, dedupSlices: 12,
-		dedupCapacity: 5000, dedupFP: 0.01, dedupMaxPairs: 250000, maxBody: 1024, maxSkew: 5 * time.Second,
+		dedupCapacity: 5000, dedupFP: 0.01, dedupMaxPairs: 250000, maxBody: 1024, maxBodyMemory: 128 << 20, maxSkew: 5 * time.Second,
 		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, adminToken: "s3cret",
 		logFormat: "json", logLevel: "debug", accessLog: true,
@@ -113,6 +113,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-dedup-max-pairs", "lots"}, nil, "-dedup-max-pairs"},
 		{nil, map[string]string{"IMPRESSIOND_DEDUP_MAX_PAIRS": "1e6"}, "-dedup-max-pairs"},
 		{[]string{"-max-body", "0"}, nil, "-max-body"},
+		{[]string{"-max-body-memory", "1048575", "-max-body", "1048576"}, nil, "-max-body-memory"},
+		{nil, map[string]string{"IMPRESSIOND_MAX_BODY_MEMORY": "lots"}, "-max-body-memory"},
 		{[]string{"-fsync-interval", "-1s"}, nil, "-fsync-interval"},
 		{[]string{"-store", "postgres"}, nil, "-store"},
 		{[]string{"-store", "redis://127.0.0.1:6379/0", "-data-dir", "d"}, nil, "-data-dir"},

@@ -75,11 +75,12 @@ func run(cfg *config, log *slog.Logger) error {
 		defer shared.Close()
 	}
 	srv, err := api.New(api.Options{
-		Dedup:       dedup,
-		Redis:       shared,
-		MaxBodySize: cfg.maxBody,
-		MaxSkew:     cfg.maxSkew,
-		Logger:      log,
+		Dedup:         dedup,
+		Redis:         shared,
+		MaxBodySize:   cfg.maxBody,
+		MaxBodyMemory: cfg.maxBodyMemory,
+		MaxSkew:       cfg.maxSkew,
+		Logger:        log,
 
 		ReadTimeout:    cfg.readTimeout,
 		WriteTimeout:   cfg.writeTimeout,
@@ -118,7 +119,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"version", version, "addr", ln.Addr().String(), "dedup", cfg.dedup,
 		"dedup_ttl", cfg.dedupTTL, "dedup_slices", cfg.dedupSlices,
 		"dedup_capacity", cfg.dedupCapacity, "dedup_fp", cfg.dedupFP, "dedup_max_pairs", cfg.dedupMaxPairs,
-		"max_body", cfg.maxBody, "max_skew", cfg.maxSkew,
+		"max_body", cfg.maxBody, "max_body_memory", cfg.maxBodyMemory, "max_skew", cfg.maxSkew,
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
 		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
