@@ -91,6 +91,7 @@ func run(cfg *config, log *slog.Logger) error {
 		MaxCampaigns:   cfg.maxCampaigns,
 		AdminToken:     cfg.adminToken,
 		IngestToken:    cfg.ingestToken,
+		CORSOrigins:    cfg.corsOriginList(),
 		AccessLog:      cfg.accessLog,
 
 		DataDir:          cfg.dataDir,
