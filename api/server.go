@@ -441,8 +441,10 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) {
 // expectContinue refuses a request announcing "Expect: 100-continue" with
 // a Content-Length over Options.MaxBodySize: it is answered 413, with the
 // JSON error, before the client is invited to send the body, and the
-// connection is closed. fasthttp writes the response set here in place of
-// calling the handler.
+// connection is closed. fasthttp writes the response set here, with the
+// status returned, in place of calling the handler
+// (TestExpectContinueOverLimit pins that). A chunked body (no
+// Content-Length) is invited and bounded while it is read.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	if ctx.Request.Header.ContentLength() > s.maxBody {
 		ctx.SetContentType(contentTypeJSON)
