@@ -146,30 +146,6 @@ func TestPathsAreCleaned(t *testing.T) {
 	}
 }
 
-func TestCleanPath(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"/", "/"},
-		{"//", "/"},
-		{"/a//b", "/a/b"},
-		{"/a/b/", "/a/b/"},
-		{"/a/./b", "/a/b"},
-		{"/a/b/..", "/a/"},
-		{"/a/b/../..", "/"},
-		{"/..", "/"},
-		{"/a/.", "/a/"},
-		{"/%61%2f%2F%25%7e", "/a%2F%2F%25~"},
-		{"/%2e%2E/a", "/a"},
-		{"/a%", "/a%"},
-		{"/a%4", "/a%4"},
-		{"/a%4g", "/a%4g"},
-		{"/a%41", "/aA"},
-	} {
-		if got := string(cleanPath(nil, []byte(tc.in))); got != tc.want {
-			t.Errorf("cleanPath(%q): got %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestExpectContinueOverLimit: a request announcing a body over
 // -max-body with Expect: 100-continue gets the JSON 413 at once, not
 // 100 Continue; one within the limit is invited and served.

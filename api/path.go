@@ -13,8 +13,9 @@ import (
 //
 //   - Percent-escapes are decoded, except %2F and %25: an encoded "/" stays
 //     inside its segment (a%2Fb is one segment, never a and b), and an
-//     encoded "%" cannot start a second round of decoding. Invalid escapes
-//     are left as they are.
+//     encoded "%" cannot start a second round of decoding. A "%" that
+//     starts no valid escape is taken as a literal one, written %25, so
+//     the clean path is its own clean path.
 //   - Empty segments are dropped (// is /), and "." and ".." segments
 //     resolved as in RFC 3986 §5.2.4, never above the root.
 //   - A trailing slash is kept: /healthz/ is another path.
@@ -89,7 +90,7 @@ func cleanPath(dst, p []byte) []byte {
 }
 
 // decodeSegment appends seg with its percent-escapes decoded, except %2F
-// and %25, which are kept (upper-cased).
+// and %25, which are kept (upper-cased); a stray "%" becomes %25.
 func decodeSegment(dst, seg []byte) []byte {
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
@@ -101,6 +102,12 @@ func decodeSegment(dst, seg []byte) []byte {
 				dst = append(dst, d)
 			}
 			i += 2
+			continue
+		}
+		if c == '%' {
+			// A stray "%" is encoded, so that it cannot form an escape
+			// with the characters decoded after it ("%0%41" is not "%0A").
+			dst = append(dst, "%25"...)
 			continue
 		}
 		dst = append(dst, c)
