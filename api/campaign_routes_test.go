@@ -139,14 +139,14 @@ func TestRoutingErrors(t *testing.T) {
 		{"GET", "/nope", 404, ""},
 		{"GET", "/api/v1/campaigns/", 404, ""},
 		{"POST", "/api/v1/impressions/", 404, ""},
-		{"DELETE", "/api/v1/campaigns", 405, "GET, POST"},
-		{"PUT", "/api/v1/campaigns/x", 405, "GET"},
-		{"GET", "/api/v1/impressions", 405, "POST"},
-		{"GET", "/api/v1/impressions/batch", 405, "POST"},
-		{"POST", "/api/v1/campaigns/x/stats", 405, "GET"},
-		{"POST", "/healthz", 405, "GET"},
-		{"OPTIONS", "/healthz", 405, "GET"},
-		{"POST", "/readyz", 405, "GET"},
+		{"DELETE", "/api/v1/campaigns", 405, "GET, HEAD, POST"},
+		{"PUT", "/api/v1/campaigns/x", 405, "GET, HEAD"},
+		{"GET", "/api/v1/impressions", 405, "OPTIONS, POST"},
+		{"GET", "/api/v1/impressions/batch", 405, "OPTIONS, POST"},
+		{"POST", "/api/v1/campaigns/x/stats", 405, "GET, HEAD"},
+		{"POST", "/healthz", 405, "GET, HEAD"},
+		{"OPTIONS", "/healthz", 405, "GET, HEAD"},
+		{"POST", "/readyz", 405, "GET, HEAD"},
 	} {
 		r := ts.do(tc.method, tc.path, "").want(t, tc.status)
 		if got := r.header["Allow"]; got != tc.allow {

@@ -99,6 +99,7 @@ var loadContract = sync.OnceValues(func() (*contract, error) {
 	// The dashboard is documented as a string; kin-openapi decodes only
 	// text/plain as one by default.
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("image/gif", openapi3filter.FileBodyDecoder)
 	return &contract{doc: doc, router: router, errSch: errSch.Value, seen: map[string]map[int]bool{}}, nil
 })
 
@@ -122,7 +123,9 @@ func checkContract(method, target string, status int, header http.Header, body [
 // for a 405.
 func (c *contract) check(method, target string, status int, header http.Header, body []byte) ([]string, error) {
 	// Route on the path the server routes on: percent-decoded, with
-	// repeated slashes and dot segments resolved.
+	// repeated slashes and dot segments resolved. The server keeps %2F and
+	// %25 encoded (path.go), which this decodes: tests through doWith
+	// send no such escapes (TestPathsAreCleaned checks them on the wire).
 	var uri fasthttp.URI
 	if err := uri.Parse(nil, []byte("http://impressiond"+target)); err != nil {
 		return nil, err
@@ -202,7 +205,7 @@ func (c *contract) validate(route *routers.Route, params map[string]string, req 
 	if resp == nil || resp.Value == nil {
 		return fmt.Errorf("status %d is not documented for %s (%s %s)", status, op.OperationID, route.Method, route.Path)
 	}
-	if ct := header.Get("Content-Type"); !hasMediaType(resp.Value.Content, ct) {
+	if ct := header.Get("Content-Type"); !hasMediaType(resp.Value.Content, ct) && (ct != "" || len(resp.Value.Content) > 0) {
 		return fmt.Errorf("%s %d: Content-Type %q, want one of %v", op.OperationID, status, ct, slices.Sorted(maps.Keys(resp.Value.Content)))
 	}
 	input := &openapi3filter.ResponseValidationInput{
@@ -469,7 +472,7 @@ func TestContractHeaderTooLarge(t *testing.T) {
 	ts := newTestServer(t, "exact", func(o *Options) { o.MaxHeaderBytes = 2048 })
 	big := map[string]string{"X-Big": strings.Repeat("h", 4096)}
 	for _, op := range specOperations(t, "c1") {
-		ts.doWith(op[0], op[1], "", big).want(t, 431)
+		ts.doWith(op[0], op[1], "", big).wantFor(t, op[0], 431)
 	}
 }
 
@@ -499,7 +502,7 @@ func TestContractRequestTimeout(t *testing.T) {
 		if op[0] == "POST" {
 			body = track("c1", "u1")
 		}
-		ts.do(op[0], op[1], body).want(t, 408)
+		ts.do(op[0], op[1], body).wantFor(t, op[0], 408)
 	}
 }
 
@@ -570,11 +573,15 @@ func TestContractCheck(t *testing.T) {
 		{"documented error", "GET", "/api/v1/campaigns/x", 404, hdr("Content-Type", jsonCT), fmt.Sprintf(errBody, 404), ""},
 		{"created with Location", "POST", "/api/v1/campaigns", 201, hdr("Content-Type", jsonCT, "Location", "/api/v1/campaigns/a"), created, ""},
 		{"unknown path, 404", "GET", "/nope", 404, hdr("Content-Type", jsonCT), fmt.Sprintf(errBody, 404), ""},
-		{"undocumented method, 405", "DELETE", "/api/v1/campaigns", 405, hdr("Content-Type", jsonCT, "Allow", "GET, POST"), fmt.Sprintf(errBody, 405), ""},
+		{"undocumented method, 405", "DELETE", "/api/v1/campaigns", 405, hdr("Content-Type", jsonCT, "Allow", "GET, HEAD, POST"), fmt.Sprintf(errBody, 405), ""},
 		{"metrics", "GET", "/metrics", 200, hdr("Content-Type", metricsCT), "", ""},
 		{"dashboard", "GET", "/", 200, hdr("Content-Type", "text/html; charset=utf-8"), "<!doctype html>", ""},
 		{"path normalized as the server does", "GET", "//api/v1/./campaigns/%78/../x", 404, hdr("Content-Type", jsonCT), fmt.Sprintf(errBody, 404), ""},
-		{"HEAD, 405 without a body", "HEAD", "/healthz", 405, hdr("Content-Type", jsonCT, "Allow", "GET"), "", ""},
+		{"HEAD, 405 without a body", "HEAD", "/api/v1/impressions", 405, hdr("Content-Type", jsonCT, "Allow", "OPTIONS, POST"), "", ""},
+		{"HEAD without a body", "HEAD", "/healthz", 200, hdr("Content-Type", jsonCT), "", ""},
+		{"preflight, 204 without a body", "OPTIONS", "/api/v1/impressions", 204, hdr("Allow", "OPTIONS, POST"), "", ""},
+		{"pixel", "GET", "/api/v1/pixel.gif", 200, hdr("Content-Type", "image/gif", "Cache-Control", "no-store", "X-Impression-Status", "counted"), string(pixelGIF), ""},
+		{"pixel error without X-Error", "GET", "/api/v1/pixel.gif", 422, hdr("Content-Type", "image/gif", "Cache-Control", "no-store"), string(pixelGIF), `"X-Error" missing`},
 
 		{"undocumented status", "GET", "/healthz", 418, hdr("Content-Type", jsonCT), fmt.Sprintf(errBody, 418), "status 418 is not documented"},
 		{"unknown path served", "GET", "/nope", 200, hdr("Content-Type", jsonCT), okHealth, "must be 404"},
@@ -582,6 +589,7 @@ func TestContractCheck(t *testing.T) {
 		{"undocumented method served", "DELETE", "/healthz", 200, hdr("Content-Type", jsonCT), okHealth, "must be 405"},
 		{"documented method refused", "GET", "/healthz", 405, hdr("Content-Type", jsonCT, "Allow", "GET"), fmt.Sprintf(errBody, 405), "answered 405"},
 		{"405 with a wrong Allow", "DELETE", "/api/v1/campaigns", 405, hdr("Content-Type", jsonCT, "Allow", "GET"), fmt.Sprintf(errBody, 405), "Allow"},
+		{"preflight without Allow", "OPTIONS", "/api/v1/impressions", 204, hdr(), "", `"Allow" missing`},
 		{"405 without Allow", "PUT", "/healthz", 405, hdr("Content-Type", jsonCT), fmt.Sprintf(errBody, 405), "Allow"},
 		{"body off the schema", "GET", "/healthz", 200, hdr("Content-Type", jsonCT), `{"status":"fine"}`, "doesn't match schema"},
 		{"undocumented media type", "GET", "/healthz", 200, hdr("Content-Type", "text/plain"), "ok", "Content-Type"},

@@ -182,6 +182,8 @@ func (ts *testServer) doWith(method, path, body string, header map[string]string
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	// A response without Content-Type (a 204) must not read as text/plain.
+	resp.Header.SetNoDefaultContentType(true)
 	if err := ts.client.Do(req, resp); err != nil {
 		ts.t.Errorf("%s %s: %v", method, path, err)
 		return response{header: map[string]string{}}
@@ -211,6 +213,19 @@ func (r response) want(t testing.TB, status int) response {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// wantFor is want for a request of method: a HEAD answer has no body to
+// check, only its status and its Content-Type (checked by doWith).
+func (r response) wantFor(t testing.TB, method string, status int) response {
+	t.Helper()
+	if method == "HEAD" {
+		if r.status != status || len(r.body) != 0 {
+			t.Fatalf("HEAD: got %d with %d body bytes, want %d without a body", r.status, len(r.body), status)
+		}
+		return r
+	}
+	return r.want(t, status)
 }
 
 // ok is want for worker goroutines: it reports a mismatch with t.Error and

@@ -121,6 +121,9 @@ func TestRedisUnavailable(t *testing.T) {
 	s.do("GET", "/api/v1/campaigns/c/series", "").want(t, 503)
 	s.do("GET", "/api/v1/campaigns", "").want(t, 503)
 	s.do("GET", "/api/v1/campaigns/unknown", "").want(t, 503)
+	for _, path := range []string{"/api/v1/campaigns/c/stats", "/api/v1/campaigns/c/series", "/api/v1/campaigns", "/api/v1/campaigns/unknown", "/readyz"} {
+		s.do("HEAD", path, "").wantFor(t, "HEAD", 503)
+	}
 	// A campaign this instance has read stays cached: validation still
 	// answers, only the counting fails.
 	s.do("POST", "/api/v1/impressions", `{"campaign_id":"c"}`).want(t, 422)

@@ -88,8 +88,15 @@ type Options struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// to create, list and read campaigns and their stats.
 	AdminToken string
-	// IngestToken, when set, is required the same way to track impressions.
+	// IngestToken, when set, is required the same way to track impressions;
+	// the pixel takes it as its token query parameter.
 	IngestToken string
+
+	// CORSOrigins are the origins whose pages may call the ingest routes
+	// (impressions, batch, pixel) from a browser: each "scheme://host[:port]"
+	// as browsers send it in Origin, or "*" for any origin. By default none:
+	// no response carries CORS headers (see cors.go).
+	CORSOrigins []string
 
 	// AccessLog logs one line per request to Logger. Off by default.
 	AccessLog bool
@@ -172,6 +179,7 @@ type Server struct {
 	log       *slog.Logger
 	admin     token
 	ingest    token
+	cors      *cors
 	http      *fasthttp.Server
 
 	errTooFarAhead  *apiError
@@ -209,6 +217,10 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("api: Options.MaxSkew must not be negative")
 	}
 	o.setDefaults()
+	cors, err := newCORS(o.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
 	if o.MaxBodyMemory < o.MaxBodySize {
 		return nil, fmt.Errorf("api: Options.MaxBodyMemory (%d) must be at least MaxBodySize (%d), or no body of the largest size could be read", o.MaxBodyMemory, o.MaxBodySize)
 	}
@@ -228,6 +240,7 @@ func New(o Options) (*Server, error) {
 		metrics:     newServerMetrics(),
 		remoteLists: newRemoteLister(),
 		ingest:      newToken(o.IngestToken),
+		cors:        cors,
 
 		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
@@ -256,6 +269,7 @@ func New(o Options) (*Server, error) {
 	s.http = &fasthttp.Server{
 		Handler:                       s.handler,
 		ErrorHandler:                  s.handleServerError,
+		ExpectHandler:                 s.expectContinue,
 		Name:                          serverName,
 		MaxRequestBodySize:            o.MaxBodySize,
 		StreamRequestBody:             true, // bodies are read by readBodies, within s.bodyMem
@@ -296,7 +310,8 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
 func (s *Server) buildHandler() fasthttp.RequestHandler {
 	r := router.New()
 	// Redirects would answer API clients with 301/308 instead of an error;
-	// OPTIONS would answer 200 with no body. Both fall to 404/405 instead.
+	// OPTIONS would answer 200 with no body. Both fall to 404/405 instead,
+	// except on the ingest routes, whose OPTIONS answers CORS preflights.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
@@ -307,22 +322,32 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	route := func(method, path string, h fasthttp.RequestHandler) {
 		r.Handle(method, path, s.instrument(method, path, h))
 	}
+	// get serves GET and HEAD alike: fasthttp drops a HEAD answer's body
+	// and keeps its Content-Length (RFC 9110 §9.3.2).
+	get := func(path string, h fasthttp.RequestHandler) {
+		route("GET", path, h)
+		route("HEAD", path, h)
+	}
 	route("POST", "/api/v1/campaigns", guard(s.admin, s.createCampaign))
-	route("GET", "/api/v1/campaigns", guard(s.admin, s.listCampaigns))
-	route("GET", "/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
-	route("GET", "/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
-	route("GET", "/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
+	get("/api/v1/campaigns", guard(s.admin, s.listCampaigns))
+	get("/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
+	get("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
+	get("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	r.Handle("POST", "/api/v1/impressions", s.instrumentSingle("POST", "/api/v1/impressions",
-		guardCounted(s.ingest, &s.metrics.single[singleUnauthorized], s.trackImpression)))
-	route("POST", "/api/v1/impressions/batch", guard(s.ingest, s.trackBatch))
-	route("GET", "/healthz", s.healthz)
-	route("GET", "/readyz", s.readyz)
-	route("GET", "/metrics", s.metricsHandler)
-	route("GET", "/", s.dashboard)
+		s.cors.wrap(guardCounted(s.ingest, &s.metrics.single[singleUnauthorized], s.trackImpression))))
+	route("POST", "/api/v1/impressions/batch", s.cors.wrap(guard(s.ingest, s.trackBatch)))
+	get(pixelPath, s.cors.wrap(s.pixel))
+	route("OPTIONS", "/api/v1/impressions", s.cors.preflight("OPTIONS, POST", "POST"))
+	route("OPTIONS", "/api/v1/impressions/batch", s.cors.preflight("OPTIONS, POST", "POST"))
+	route("OPTIONS", pixelPath, s.cors.preflight("GET, HEAD, OPTIONS", "GET, HEAD"))
+	get("/healthz", s.healthz)
+	get("/readyz", s.readyz)
+	get("/metrics", s.metricsHandler)
+	get("/", s.dashboard)
 	r.NotFound = s.instrument("", "unmatched", r.NotFound)
 	r.MethodNotAllowed = s.instrument("", "method_not_allowed", r.MethodNotAllowed)
 	s.routes = r.List()
-	h := s.recoverPanics(r.Handler)
+	h := s.recoverPanics(routeOnCleanPath(r.Handler))
 	if s.access != nil {
 		h = s.access.wrap(h)
 	}
@@ -390,13 +415,14 @@ func (s *Server) every(interval time.Duration, f func()) {
 }
 
 // methodNotAllowed answers 405. The router lists OPTIONS in Allow even
-// when it does not serve OPTIONS; it is dropped so that Allow tells the
-// truth.
+// when it does not serve OPTIONS; it is dropped, except on the paths that
+// serve it, so that Allow tells the truth. The pixel answers with its GIF.
 func methodNotAllowed(ctx *fasthttp.RequestCtx) {
 	allow := ctx.Response.Header.Peek("Allow")
+	servesOptions := servesOPTIONS(ctx.Request.URI().PathOriginal())
 	var kept []byte
 	for m := range bytes.SplitSeq(allow, []byte(", ")) {
-		if string(m) == fasthttp.MethodOptions {
+		if string(m) == fasthttp.MethodOptions && !servesOptions {
 			continue
 		}
 		if len(kept) > 0 {
@@ -405,7 +431,27 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) {
 		kept = append(kept, m...)
 	}
 	ctx.Response.Header.SetBytesV("Allow", kept)
+	if string(ctx.Request.URI().PathOriginal()) == pixelPath {
+		writePixelError(ctx, errMethodNotAllowed)
+		return
+	}
 	writeError(ctx, errMethodNotAllowed)
+}
+
+// expectContinue refuses a request announcing "Expect: 100-continue" with
+// a Content-Length over Options.MaxBodySize: it is answered 413, with the
+// JSON error, before the client is invited to send the body, and the
+// connection is closed. fasthttp writes the response set here, with the
+// status returned, in place of calling the handler
+// (TestExpectContinueOverLimit pins that). A chunked body (no
+// Content-Length) is invited and bounded while it is read.
+func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > s.maxBody {
+		ctx.SetContentType(contentTypeJSON)
+		ctx.SetBody(s.errBodyTooLarge.body)
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
 }
 
 var (

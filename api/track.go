@@ -40,16 +40,7 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	var last *campaign
-	var dup bool
-	var e *apiError
-	if p := s.persist; p != nil {
-		dup, e = s.trackDurable(p, &req)
-	} else if s.remote != nil {
-		dup, e = s.trackRemote(&req)
-	} else {
-		dup, e = s.track(&req, s.now(), &last, nil)
-	}
+	dup, e := s.trackOne(&req)
 	if e != nil {
 		switch {
 		case e == errDedupLimit:
@@ -71,6 +62,20 @@ func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
 		s.countSingle(ctx, singleCounted)
 		ctx.SetBody(bodyCounted)
 	}
+}
+
+// trackOne judges, dedups and counts one impression in whichever store
+// the server keeps: the decision of POST /api/v1/impressions and of the
+// pixel alike.
+func (s *Server) trackOne(req *trackRequest) (dup bool, e *apiError) {
+	if p := s.persist; p != nil {
+		return s.trackDurable(p, req)
+	}
+	if s.remote != nil {
+		return s.trackRemote(req)
+	}
+	var last *campaign
+	return s.track(req, s.now(), &last, nil)
 }
 
 // trackDurable is track on a durable server: the impression's log record

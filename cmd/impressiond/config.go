@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/impressiond/impressiond/api"
 )
 
 // envPrefix names the environment variable of every flag:
@@ -45,6 +47,7 @@ type config struct {
 	maxCampaigns  int
 	adminToken    string
 	ingestToken   string
+	corsOrigins   string // comma-separated; see corsOriginList
 	store         string
 	dataDir       string
 	fsyncInterval time.Duration
@@ -82,6 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, bearer token required to create, list and read campaigns and stats")
 	fs.StringVar(&c.ingestToken, "ingest-token", "", "if set, bearer token required to track impressions")
+	fs.StringVar(&c.corsOrigins, "cors-origins", "", "comma-separated origins (scheme://host[:port], or * for any) whose pages may call the ingest routes from a browser (CORS); empty sends no CORS headers")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "least severe level logged: debug, info, warn or error")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log one line per request")
@@ -203,7 +207,23 @@ func (c *config) validate() error {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return bad("log-level", c.logLevel, "want debug, info, warn or error")
 	}
+	for _, o := range c.corsOriginList() {
+		if _, err := api.ParseCORSOrigin(o); err != nil {
+			return bad("cors-origins", c.corsOrigins, err.Error())
+		}
+	}
 	return nil
+}
+
+// corsOriginList splits -cors-origins at commas, dropping empty entries.
+func (c *config) corsOriginList() []string {
+	var list []string
+	for o := range strings.SplitSeq(c.corsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			list = append(list, o)
+		}
+	}
+	return list
 }
 
 // logger builds the process logger the flags ask for.

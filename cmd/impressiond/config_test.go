@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,29 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if *c != want {
 		t.Fatalf("defaults: got %+v, want %+v", *c, want)
+	}
+}
+
+// TestCORSOriginsFlag: -cors-origins is a comma-separated list, spaces
+// and empty entries ignored, from the flag or the environment.
+func TestCORSOriginsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{nil, nil, nil},
+		{[]string{"-cors-origins", "*"}, nil, []string{"*"}},
+		{[]string{"-cors-origins", "https://shop.example, http://127.0.0.1:3000,"}, nil, []string{"https://shop.example", "http://127.0.0.1:3000"}},
+		{nil, map[string]string{"IMPRESSIOND_CORS_ORIGINS": "https://a.example,https://b.example"}, []string{"https://a.example", "https://b.example"}},
+	} {
+		c, err := parseConfig(tc.args, env(tc.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if got := c.corsOriginList(); !slices.Equal(got, tc.want) {
+			t.Errorf("%v %v: got %q, want %q", tc.args, tc.env, got, tc.want)
+		}
 	}
 }
 
@@ -136,6 +160,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-log-format", "xml"}, nil, "-log-format"},
 		{[]string{"-log-level", "loud"}, nil, "-log-level"},
 		{nil, map[string]string{"IMPRESSIOND_ACCESS_LOG": "maybe"}, "-access-log"},
+		{[]string{"-cors-origins", "shop.example"}, nil, "-cors-origins"},
+		{[]string{"-cors-origins", "https://shop.example,https://shop.example/page"}, nil, "-cors-origins"},
+		{nil, map[string]string{"IMPRESSIOND_CORS_ORIGINS": "ftp://shop.example"}, "-cors-origins"},
 	} {
 		_, err := parseConfig(tc.args, env(tc.env), io.Discard)
 		var ue *usageError

@@ -91,6 +91,7 @@ func run(cfg *config, log *slog.Logger) error {
 		MaxCampaigns:   cfg.maxCampaigns,
 		AdminToken:     cfg.adminToken,
 		IngestToken:    cfg.ingestToken,
+		CORSOrigins:    cfg.corsOriginList(),
 		AccessLog:      cfg.accessLog,
 
 		DataDir:          cfg.dataDir,
@@ -122,7 +123,7 @@ func run(cfg *config, log *slog.Logger) error {
 		"max_body", cfg.maxBody, "max_body_memory", cfg.maxBodyMemory, "max_skew", cfg.maxSkew,
 		"read_timeout", cfg.readTimeout, "write_timeout", cfg.writeTimeout, "idle_timeout", cfg.idleTimeout,
 		"max_conns", cfg.maxConns, "max_conns_per_ip", cfg.maxConnsPerIP, "max_header_bytes", cfg.maxHeader,
-		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog,
+		"max_campaigns", cfg.maxCampaigns, "access_log", cfg.accessLog, "cors_origins", cfg.corsOrigins,
 		"store", redisstore.Redact(cfg.store), "data_dir", cfg.dataDir, "fsync_interval", cfg.fsyncInterval, "snapshot_interval", cfg.snapshotEvery,
 		// Never the tokens themselves: only whether they are set.
 		"admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "",
