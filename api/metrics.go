@@ -120,6 +120,8 @@ const (
 	singleUnauthorized // 401: not an impression at all
 	singleUnavailable  // 503: storage failing
 	singleDedupLimit   // 503: the dedup window holds -dedup-max-pairs
+	singleBodyRefused  // 400, 413, 415 of a compressed body: no impression read
+	singleBodyBusy     // 503: no body memory to decode it into
 	singleOutcomes
 )
 
@@ -146,8 +148,8 @@ func (s *Server) instrumentSingle(method, route string, h fasthttp.RequestHandle
 	m.singleLatency = r.latency
 	r.derived = func() (c [len(statusClasses)]uint64) {
 		c[0] = m.single[singleCounted].value() + m.single[singleDuplicate].value()
-		c[2] = m.single[singleRejected].value() + m.single[singleUnauthorized].value()
-		c[3] = m.panics.Load() + m.single[singleUnavailable].value() + m.single[singleDedupLimit].value()
+		c[2] = m.single[singleRejected].value() + m.single[singleUnauthorized].value() + m.single[singleBodyRefused].value()
+		c[3] = m.panics.Load() + m.single[singleUnavailable].value() + m.single[singleDedupLimit].value() + m.single[singleBodyBusy].value()
 		return c
 	}
 	return h
