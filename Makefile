@@ -23,8 +23,11 @@ MUTATE_GOFLAGS := -count=1 -short -skip=^(TestWriteToDuringTestAndAdd|TestFalseP
 build:
 	go build $(LDFLAGS) -o bin/impressiond ./cmd/impressiond
 
+# DATA is the data directory: one per set of -dedup flags (README, Quick start).
+DATA ?= ./data
+
 run: build
-	./bin/impressiond -data-dir ./data $(ARGS)
+	./bin/impressiond -data-dir $(DATA) $(ARGS)
 
 test:
 	go vet ./...
