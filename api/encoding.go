@@ -138,7 +138,7 @@ func (s *Server) decode(raw []byte, codings []coding, bd *body) *apiError {
 			return errorf(fasthttp.StatusBadRequest, "cannot decode the %s request body: %v", codings[i], err)
 		}
 	}
-	err := s.readAll(r, bd)
+	err := s.readAll(r, bd, decodedGuess*len(raw))
 	switch {
 	case err == nil:
 		return nil
@@ -151,16 +151,30 @@ func (s *Server) decode(raw []byte, codings []coding, bd *body) *apiError {
 	return errorf(fasthttp.StatusBadRequest, "cannot decode the %s request body: %v", codings[0], err)
 }
 
-// readAll reads r to its end into bd, growing its buffer by doubling, each
-// growth reserved from the budget first, and stops with errBodyOverLimit
-// at Options.MaxBodySize + 1 bytes. On error bd holds nothing.
-func (s *Server) readAll(r io.Reader, bd *body) error {
+// decodedGuess is the ratio of decoded to compressed size the first buffer
+// is sized for: JSON batches compress 20 to 35 times. A good guess saves
+// the copies of growing the buffer; a bad one costs budget for the time of
+// the request, never more than MaxBodySize + 1 bytes.
+const decodedGuess = 32
+
+// readAll reads r to its end into bd, starting with a buffer of about
+// hint bytes and growing it by doubling, each buffer reserved from the
+// budget first, and stops with errBodyOverLimit at Options.MaxBodySize + 1
+// bytes. On error bd holds nothing.
+func (s *Server) readAll(r io.Reader, bd *body, hint int) error {
 	limit := s.maxBody
-	if !s.bodyMem.reserve(readAhead) {
-		return errBodyOverBudget
+	if hint = min(hint, limit+1); hint > readAhead {
+		if !s.bodyMem.reserve(int64(hint)) {
+			return errBodyOverBudget
+		}
+		bd.b, bd.held = make([]byte, 0, hint), int64(hint)
+	} else {
+		if !s.bodyMem.reserve(readAhead) {
+			return errBodyOverBudget
+		}
+		bd.pooled = bodyBufs.Get().(*[]byte)
+		bd.b, bd.held = (*bd.pooled)[:0], readAhead
 	}
-	bd.pooled = bodyBufs.Get().(*[]byte)
-	bd.b, bd.held = (*bd.pooled)[:0], readAhead
 	for {
 		if len(bd.b) == cap(bd.b) {
 			if len(bd.b) > limit {
