@@ -46,7 +46,7 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		return
 	default:
 		if s.remote != nil {
-			writeError(ctx, errRedis(err))
+			writeError(ctx, s.errRedis(err))
 		} else {
 			writeError(ctx, errStorage(err))
 		}

@@ -28,6 +28,8 @@ type limitListener struct {
 	// idle. One atomic add per request, and no lock on the request path.
 	idleSeq atomic.Uint64
 	evicted atomic.Uint64 // idle connections closed to admit new ones
+	// Connections refused: at perIP (429) and at max with none idle (503).
+	refusedPerIP, refusedMax atomic.Uint64
 
 	mu      sync.Mutex // guards open, byIP and conns
 	open    int
@@ -71,8 +73,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		switch {
 		case l.open >= l.max:
 			refuse = l.busy
+			l.refusedMax.Add(1)
 		case l.byIP[ip] >= l.perIP:
 			refuse = l.tooMany
+			l.refusedPerIP.Add(1)
 		default:
 			l.open++
 			l.byIP[ip]++

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -86,14 +87,26 @@ func (p *persister) batch() *store.Batch {
 
 // errStorage answers writes while the log cannot write: 503, reads go on.
 func errStorage(err error) *apiError {
-	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, nothing was counted or created by this request; retry later: %v", err)
+	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, nothing was counted or created by this request; retry later: %s", storageReason(err))
 }
 
 // errNotDurable answers a write whose records were applied in memory but
 // could not be made durable. A retry is safe: it finds the impression
 // already counted and answers duplicate.
 func errNotDurable(err error) *apiError {
-	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, the request may not survive a restart; retrying it is safe: %v", err)
+	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, the request may not survive a restart; retrying it is safe: %s", storageReason(err))
+}
+
+// storageReason says what kind of failure err is, for clients: the
+// operating system's words for it ("no space left on device"), never the
+// file names and paths of the data directory the full error carries, which
+// the server's log has.
+func storageReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return "the data directory cannot be written (see the server's log)"
 }
 
 // RestoreStats describe what New restored from the data directory.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -40,11 +41,43 @@ func (r *remoteCampaigns) put(c *campaign) {
 	r.m[c.id] = c
 }
 
-// errRedis answers a request that Redis could not serve within the
-// timeout. A retry is safe: an impression counted by the failed call is a
-// duplicate for the retry.
-func errRedis(err error) *apiError {
-	return errorf(fasthttp.StatusServiceUnavailable, "shared store unavailable, retry later (a retried impression is never counted twice): %v", err)
+// errRedisUnavailable answers a request that Redis could not serve within
+// the timeout. A retry is safe: an impression counted by the failed call is
+// a duplicate for the retry. It names no cause: the cause (an address, a
+// dial error) is for the operator, and goes to the log (Server.errRedis).
+var errRedisUnavailable = newError(fasthttp.StatusServiceUnavailable,
+	"shared store unavailable, retry later (a retried impression is never counted twice)")
+
+// errRedis logs err and returns the generic answer to the client. During an
+// outage every request fails alike, so the log gets at most one line a
+// second (redisLogEvery), with the number of failures it stands for.
+func (s *Server) errRedis(err error) *apiError {
+	if n, ok := s.redisLog.allow(s.now()); ok {
+		s.log.Error("shared store (Redis) request failed; clients get 503", "err", err, "failures", n)
+	}
+	return errRedisUnavailable
+}
+
+// redisLogEvery is the least time between two log lines about failing
+// Redis calls.
+const redisLogEvery = time.Second
+
+// logLimiter lets one log line through per redisLogEvery and counts the
+// events it holds back. It is safe for concurrent use.
+type logLimiter struct {
+	next    atomic.Int64  // Unix nanoseconds before which lines are held back
+	pending atomic.Uint64 // events since the last line let through
+}
+
+// allow counts one event and reports whether to log it now, with the
+// events (this one included) the line stands for.
+func (l *logLimiter) allow(now time.Time) (uint64, bool) {
+	l.pending.Add(1)
+	t, next := now.UnixNano(), l.next.Load()
+	if t < next || !l.next.CompareAndSwap(next, t+int64(redisLogEvery)) {
+		return 0, false
+	}
+	return l.pending.Swap(0), true
 }
 
 // remoteCampaign returns the campaign with the given id from the cache or
@@ -55,7 +88,7 @@ func (s *Server) remoteCampaign(id []byte) (*campaign, *apiError) {
 	}
 	rc, ok, err := s.remote.GetCampaign(string(id))
 	if err != nil {
-		return nil, errRedis(err)
+		return nil, s.errRedis(err)
 	}
 	if !ok {
 		return nil, nil
@@ -86,7 +119,7 @@ func (s *Server) listRemote() ([]redisstore.Campaign, *apiError) {
 	return s.remoteLists.list(func() ([]redisstore.Campaign, *apiError) {
 		all, err := s.remote.ListCampaigns()
 		if err != nil {
-			return nil, errRedis(err)
+			return nil, s.errRedis(err)
 		}
 		slices.SortFunc(all, func(a, b redisstore.Campaign) int { return strings.Compare(a.ID, b.ID) })
 		return all, nil
@@ -145,7 +178,7 @@ func (r *remoteLister) list(read func() ([]redisstore.Campaign, *apiError)) ([]r
 func (s *Server) remoteMinutes(c *campaign, now int64, n int) ([]uint64, uint64, *apiError) {
 	mins, total, err := s.remote.Minutes(c.id, now, n)
 	if err != nil {
-		return nil, 0, errRedis(err)
+		return nil, 0, s.errRedis(err)
 	}
 	return mins, total, nil
 }
@@ -173,7 +206,7 @@ func (s *Server) trackRemote(r *trackRequest) (dup bool, e *apiError) {
 	item := [1]redisstore.Item{{Campaign: c.id, User: r.userID, Minute: stats.Minute(at)}}
 	var counted [1]bool
 	if err := s.remote.Track(item[:], counted[:]); err != nil {
-		return false, errRedis(err)
+		return false, s.errRedis(err)
 	}
 	return !counted[0], nil
 }
@@ -199,7 +232,7 @@ func (s *Server) batchRemote(items []trackRequest, now time.Time, results []*api
 	}
 	counted := make([]bool, len(valid))
 	if err := s.remote.Track(valid, counted); err != nil {
-		return errRedis(err)
+		return s.errRedis(err)
 	}
 	for j, i := range at {
 		if !counted[j] {

@@ -189,6 +189,7 @@ type Server struct {
 	remote      *redisstore.Store // nil unless Options.Redis
 	remoteCache remoteCampaigns   // campaigns read from Redis
 	remoteLists *remoteLister     // coalesces lists of every campaign in Redis
+	redisLog    logLimiter        // paces the log lines of failing Redis calls
 	restored    RestoreStats
 
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200

@@ -32,6 +32,17 @@ var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
 // trackImpression serves POST /api/v1/impressions.
 func (s *Server) trackImpression(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding)) > 0 {
+		s.decodeBody(ctx, s.trackImpression, func(e *apiError) {
+			if e.code == fasthttp.StatusServiceUnavailable {
+				s.countSingle(ctx, singleBodyBusy)
+			} else {
+				s.countSingle(ctx, singleBodyRefused)
+			}
+			writeError(ctx, e)
+		})
+		return
+	}
 	sc := scanners.Get().(*scanner)
 	defer scanners.Put(sc)
 	var req trackRequest
@@ -118,6 +129,10 @@ var batchPool = sync.Pool{New: func() any { return new(batchBuf) }}
 // with nothing counted; then items are applied in order, each judged on its
 // own.
 func (s *Server) trackBatch(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding)) > 0 {
+		s.decodeBody(ctx, s.trackBatch, func(e *apiError) { writeError(ctx, e) })
+		return
+	}
 	buf := batchPool.Get().(*batchBuf)
 	defer batchPool.Put(buf)
 	if e := buf.sc.decodeBatch(ctx.PostBody(), &buf.items); e != nil {
