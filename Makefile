@@ -69,7 +69,8 @@ mutate: $(GREMLINS)
 	done; exit $$fail
 
 # `promtool check metrics` on a scrape after traffic on every route (Debian
-# package prometheus, ~96 MB installed, so not part of CI).
+# package prometheus). `make test` runs the same test, which skips without
+# promtool unless CI=true; .ci/run installs it.
 promcheck:
 	CI=true go test -count=1 -run '^TestPromtoolCheckMetrics$$' -v ./api
 
