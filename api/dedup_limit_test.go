@@ -101,6 +101,9 @@ func TestTrackDedupLimit(t *testing.T) {
 	if got, want := ts.stats("c1").Total, uint64(max+1); got != want {
 		t.Fatalf("total: got %d, want %d", got, want)
 	}
+	// Idle shards rotate on the server's 1 s tick; do it now, at the
+	// test's clock, so the gauge does not depend on whether it fired.
+	ts.srv.dedup.Advance(ts.clock.Now())
 	m := scrape(t, ts)
 	for _, want := range []string{
 		`impressiond_impressions_total{result="dedup_limit"} 2`,
@@ -160,6 +163,9 @@ func TestBatchDedupLimit(t *testing.T) {
 	if got := ts.stats("c1").Total; got != 2 {
 		t.Fatalf("total: got %d, want 2", got)
 	}
+	// Idle shards rotate on the server's 1 s tick; do it now, at the
+	// test's clock, so the gauge does not depend on whether it fired.
+	ts.srv.dedup.Advance(ts.clock.Now())
 	m := scrape(t, ts)
 	for _, want := range []string{
 		`impressiond_impressions_total{result="dedup_limit"} 2`,
