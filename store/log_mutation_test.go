@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"sync"
@@ -585,5 +586,59 @@ func TestSegmentHeaderIsFsynced(t *testing.T) {
 	defer l.Close()
 	if got := fs.Durable(); got != int64(walHeader) {
 		t.Fatalf("%d bytes fsync'd after OpenLog, want the %d of the header", got, walHeader)
+	}
+}
+
+// TestCloseDrainsBehindWrittenRecords: the records Close drains are
+// bounded by what is not yet written, not by what is written and waits
+// for its fsync: with most of 1 MiB written since the last fsync, the
+// records queued behind it are still written at Close.
+func TestCloseDrainsBehindWrittenRecords(t *testing.T) {
+	d := openTestDir(t)
+	l, _, g := openGated(t, d, 1<<30, Options{FsyncInterval: time.Hour, Reserve: 4 << 20})
+	big := bytes.Repeat([]byte("b"), 60<<10)
+	const bigs = 15 // 900 KiB written, not fsync'd
+	var want uint64
+	for i := 0; i < bigs; i++ {
+		var b Batch
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, big)
+		want += uint64(len(b.buf))
+		if err := l.Append(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Bytes < want {
+		if time.Now().After(deadline) {
+			t.Fatal("the records were not written within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release := g.arm()
+	if err := l.Append(impression("held")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, g.entered, "the held write")
+	const queued = 20
+	for i := 0; i < queued; i++ {
+		if err := l.Append(impression("queued")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	for !l.closed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("Close did not start within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if err := within(t, closed, "Close"); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := collect(t, d)
+	if err != nil || len(got) != bigs+1+queued {
+		t.Fatalf("replayed %d records (%v) after Close, want %d", len(got), err, bigs+1+queued)
 	}
 }
