@@ -391,7 +391,18 @@ func (l *Log) run() {
 			l.flush(true)
 			l.reserve()
 		case <-l.stopCh:
-			l.drain()
+			// Every queued record goes out, however many: with
+			// FsyncInterval > 0 their appenders were answered already.
+			// drain takes about 1 MiB at a time, so write as we go.
+			for len(l.ch) > 0 && l.Err() == nil {
+				l.drain()
+				l.flush(false)
+			}
+			// After a failure the rest are taken all the same, so that
+			// their waiters get the error from the flush below.
+			for len(l.ch) > 0 {
+				l.take(<-l.ch)
+			}
 			l.flush(true)
 			if l.f != nil {
 				if l.Err() == nil {
