@@ -4,7 +4,7 @@ LDFLAGS := -ldflags "-X main.version=$(VERSION)"
 .PHONY: build run test bench lint loadtest fuzz mutate promcheck
 
 FUZZTIME ?= 20s
-FUZZ_TARGETS := FuzzTrackHandler FuzzBatchHandler FuzzCreateCampaign FuzzParseTime
+FUZZ_TARGETS := api:FuzzTrackHandler api:FuzzBatchHandler api:FuzzCreateCampaign tracker:FuzzParseTime
 
 # Mutation testing (docs/TESTING.md); settings in .gremlins.yaml. Not part of
 # `make test`: on two cores a run takes an hour or more. MUTATE_PKGS narrows
@@ -12,7 +12,7 @@ FUZZ_TARGETS := FuzzTrackHandler FuzzBatchHandler FuzzCreateCampaign FuzzParseTi
 # a file).
 GREMLINS_VERSION := v0.6.0
 GREMLINS := bin/gremlins-$(GREMLINS_VERSION)
-MUTATE_PKGS ?= sketch stats store
+MUTATE_PKGS ?= sketch stats store tracker
 MUTATE_FLAGS ?=
 # -count=1: gremlins times the coverage run to set each mutant's timeout, so
 # it must not come from the test cache. -short trims the statistical tests;
@@ -49,9 +49,10 @@ loadtest:
 	bash loadtest/smoke.sh
 
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzzing $$t for $(FUZZTIME)"; \
-		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./api || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do \
+		p=$${pt%%:*}; t=$${pt#*:}; \
+		echo "fuzzing $$t in ./$$p for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$p || exit 1; \
 	done
 
 $(GREMLINS):

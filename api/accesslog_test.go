@@ -30,9 +30,9 @@ func (s *syncBuffer) String() string {
 
 func TestAccessLog(t *testing.T) {
 	var out syncBuffer
-	ts := newTestServer(t, "exact", func(o *Options) {
+	ts := newTestServer(t, "exact", func(o *testOptions) {
 		o.AccessLog = true
-		o.Logger = slog.New(slog.NewTextHandler(&out, nil))
+		o.Options.Logger = slog.New(slog.NewTextHandler(&out, nil))
 	})
 	ts.createCampaign("c1")
 	ts.do("POST", "/api/v1/impressions", track("c1", "u1")).want(t, 200)
@@ -54,7 +54,7 @@ func TestAccessLog(t *testing.T) {
 
 func TestNoAccessLogByDefault(t *testing.T) {
 	var out syncBuffer
-	ts := newTestServer(t, "exact", func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.Options.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
 	ts.do("GET", "/healthz", "").want(t, 200)
 	if err := ts.srv.Close(); err != nil {
 		t.Fatal(err)

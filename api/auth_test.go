@@ -7,7 +7,7 @@ import (
 
 func TestTokens(t *testing.T) {
 	const admin, ingest = "admin-s3cret", "ingest-s3cret"
-	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken, o.IngestToken = admin, ingest })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.AdminToken, o.IngestToken = admin, ingest })
 	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 
 	// Set up with the admin token.
@@ -78,7 +78,7 @@ func TestAnonymousRoutes(t *testing.T) {
 		"OPTIONS /api/v1/impressions/batch": 204,
 		"OPTIONS /api/v1/pixel.gif":         204,
 	}
-	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken, o.IngestToken = "admin-s3cret", "ingest-s3cret" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.AdminToken, o.IngestToken = "admin-s3cret", "ingest-s3cret" })
 	served := map[string]bool{}
 	for method, paths := range ts.srv.routes {
 		for _, p := range paths {

@@ -40,7 +40,7 @@ func rawExchange(t *testing.T, addr, req string) (*http.Response, []byte) {
 // TestHeadAnswersLikeGet: every GET route answers HEAD with GET's status,
 // Content-Type and Content-Length, and no body.
 func TestHeadAnswersLikeGet(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken = "admin" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.AdminToken = "admin" })
 	admin := map[string]string{"Authorization": "Bearer admin"}
 	ts.doWith("POST", "/api/v1/campaigns", `{"id":"c1","name":"C1","start_time":"`+pastStart+`"}`, admin).want(t, 201)
 	gets := ts.srv.routes["GET"]

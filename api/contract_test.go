@@ -445,7 +445,7 @@ func specOperations(t *testing.T, id string) [][2]string {
 }
 
 func TestContractMonitoringRoutes(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken, o.IngestToken = "admin", "ingest" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.AdminToken, o.IngestToken = "admin", "ingest" })
 	// Open without a token; only the status and media type are checked
 	// here (by doWith), the content is the handlers' own tests' business.
 	ts.do("GET", "/metrics", "").want(t, 200)
@@ -455,7 +455,7 @@ func TestContractMonitoringRoutes(t *testing.T) {
 }
 
 func TestContractBodyTooLarge(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxBodySize = 1024 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxBodySize = 1024 })
 	ts.createCampaign("c1")
 	pad := strings.Repeat("p", 2000)
 	ts.do("POST", "/api/v1/campaigns", `{"name":"x","pad":"`+pad+`"}`).want(t, 413)
@@ -469,7 +469,7 @@ func TestContractBodyTooLarge(t *testing.T) {
 // TestContractHeaderTooLarge sends oversized headers to every documented
 // operation: each answers 431 before routing.
 func TestContractHeaderTooLarge(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxHeaderBytes = 2048 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxHeaderBytes = 2048 })
 	big := map[string]string{"X-Big": strings.Repeat("h", 4096)}
 	for _, op := range specOperations(t, "c1") {
 		ts.doWith(op[0], op[1], "", big).wantFor(t, op[0], 431)
@@ -487,7 +487,7 @@ func TestContractRequestTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	dial := func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }
-	ts := serveTest(t, "exact", ln, dial, func(o *Options) { o.ReadTimeout = 50 * time.Millisecond })
+	ts := serveTest(t, "exact", ln, dial, func(o *testOptions) { o.ReadTimeout = 50 * time.Millisecond })
 	ts.client = &fasthttp.Client{
 		Dial: func(string) (net.Conn, error) {
 			c, err := ts.dial()

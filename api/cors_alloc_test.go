@@ -13,7 +13,7 @@ import (
 // nothing.
 func TestTrackWithCORSDoesNotAllocate(t *testing.T) {
 	for _, origins := range [][]string{{"https://shop.example"}, {"*"}} {
-		_, h := newBenchServer(t, "bloom", func(o *Options) { o.CORSOrigins = origins })
+		_, h := newBenchServer(t, "bloom", func(o *testOptions) { o.CORSOrigins = origins })
 		bodies := trackBodies(false)
 		var ctx fasthttp.RequestCtx
 		ctx.Request.Header.SetMethod("POST")

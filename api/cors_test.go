@@ -69,7 +69,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"CORS off", nil, "/api/v1/impressions", shop, "OPTIONS, POST", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestServer(t, "exact", func(o *Options) { o.CORSOrigins = tc.origins; o.IngestToken = "ingest" })
+			ts := newTestServer(t, "exact", func(o *testOptions) { o.CORSOrigins = tc.origins; o.IngestToken = "ingest" })
 			r := ts.doWith("OPTIONS", tc.path, "", preflight(tc.origin))
 			if r.status != 204 || len(r.body) != 0 || r.header["Allow"] != tc.allow {
 				t.Fatalf("got %d %q Allow %q, want 204, no body, Allow %q", r.status, r.body, r.header["Allow"], tc.allow)
@@ -84,7 +84,7 @@ func TestCORSPreflight(t *testing.T) {
 // never carry CORS headers.
 func TestCORSResponses(t *testing.T) {
 	const shop = "http://shop.example"
-	ts := newTestServer(t, "exact", func(o *Options) { o.CORSOrigins = []string{shop}; o.IngestToken = "ingest" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.CORSOrigins = []string{shop}; o.IngestToken = "ingest" })
 	ts.createCampaign("c1")
 	exposed := map[string]string{"Access-Control-Allow-Origin": shop, "Access-Control-Expose-Headers": "Retry-After, X-Error, X-Impression-Status"}
 	withToken := func(origin string) map[string]string {
@@ -142,7 +142,7 @@ func TestParseCORSOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Options{Dedup: d, CORSOrigins: []string{"shop.example"}}); err == nil {
+	if _, err := newServer(testOptions{Options: Options{CORSOrigins: []string{"shop.example"}}, coreOptions: coreOptions{Dedup: d}}); err == nil {
 		t.Fatal("New accepted a bad CORS origin")
 	}
 }

@@ -26,7 +26,7 @@ var nonceAttr = regexp.MustCompile(`<(script|style) nonce="([^"]+)">`)
 // browser: the headers, a fresh nonce on every response that matches the
 // CSP, and no reference to anything outside the server.
 func TestDashboardPage(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.AdminToken = "secret" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.AdminToken = "secret" })
 	get := func() (*fasthttp.ResponseHeader, string) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)

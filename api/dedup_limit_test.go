@@ -12,8 +12,8 @@ import (
 
 // boundedExact returns an option giving the server an exact window of at
 // most max pairs.
-func boundedExact(t testing.TB, max int) func(*Options) {
-	return func(o *Options) {
+func boundedExact(t testing.TB, max int) func(*testOptions) {
+	return func(o *testOptions) {
 		d, err := sketch.NewExact(sketch.Options{TTL: time.Hour, Slices: 6, MaxPairs: max})
 		if err != nil {
 			t.Fatal(err)
@@ -26,10 +26,10 @@ func boundedExact(t testing.TB, max int) func(*Options) {
 // boundary (TTL/6 = 10m), so the Retry-After of a window filled at the
 // start is known, with an exact window of at most max pairs and one
 // campaign, c1.
-func boundedServer(t *testing.T, max int, opts ...func(*Options)) *testServer {
+func boundedServer(t *testing.T, max int, opts ...func(*testOptions)) *testServer {
 	t.Helper()
 	clock := &fakeClock{t: testNow.Truncate(10 * time.Minute)}
-	ts := newTestServer(t, "exact", append([]func(*Options){boundedExact(t, max), func(o *Options) { o.Now = clock.Now }}, opts...)...)
+	ts := newTestServer(t, "exact", append([]func(*testOptions){boundedExact(t, max), func(o *testOptions) { o.Now = clock.Now }}, opts...)...)
 	ts.clock = clock
 	ts.createCampaign("c1")
 	return ts
@@ -103,7 +103,7 @@ func TestTrackDedupLimit(t *testing.T) {
 	}
 	// Idle shards rotate on the server's 1 s tick; do it now, at the
 	// test's clock, so the gauge does not depend on whether it fired.
-	ts.srv.dedup.Advance(ts.clock.Now())
+	ts.dedup.Advance(ts.clock.Now())
 	m := scrape(t, ts)
 	for _, want := range []string{
 		`impressiond_impressions_total{result="dedup_limit"} 2`,
@@ -165,7 +165,7 @@ func TestBatchDedupLimit(t *testing.T) {
 	}
 	// Idle shards rotate on the server's 1 s tick; do it now, at the
 	// test's clock, so the gauge does not depend on whether it fired.
-	ts.srv.dedup.Advance(ts.clock.Now())
+	ts.dedup.Advance(ts.clock.Now())
 	m := scrape(t, ts)
 	for _, want := range []string{
 		`impressiond_impressions_total{result="dedup_limit"} 2`,
@@ -189,8 +189,8 @@ func TestDedupLimitNotLogged(t *testing.T) {
 	memoryOnly(t, "the write-ahead log and -dedup-max-pairs are in-process only")
 	dir := t.TempDir()
 	clock := &fakeClock{t: testNow.Truncate(10 * time.Minute)}
-	durable := func() func(*Options) {
-		return func(o *Options) {
+	durable := func() func(*testOptions) {
+		return func(o *testOptions) {
 			o.DataDir = dir
 			o.SnapshotInterval = time.Hour
 			o.Now = clock.Now

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestFailedCampaignNeverAppears(t *testing.T) {
 		a.do("POST", "/api/v1/campaigns", `{"id":"ghost","name":"Ghost"}`).want(t, 503)
 		a.do("GET", "/api/v1/campaigns/ghost", "").want(t, 404)
 		deadline := time.Now().Add(10 * time.Second)
-		for a.srv.persist.log.Err() != nil {
+		for !a.storageHealthy() {
 			if time.Now().After(deadline) {
 				t.Fatal("the log did not recover within 10s")
 			}
@@ -158,7 +159,7 @@ func TestIdleServerWritesNothing(t *testing.T) {
 	fs := faultyDisk(t)
 	dir := t.TempDir()
 	clock := &fakeClock{t: testNow}
-	a := newTestServer(t, "exact", func(o *Options) {
+	a := newTestServer(t, "exact", func(o *testOptions) {
 		o.DataDir = dir
 		o.SnapshotInterval = 5 * time.Millisecond
 		o.Now = clock.Now
@@ -166,11 +167,10 @@ func TestIdleServerWritesNothing(t *testing.T) {
 	a.clock = clock
 	a.createCampaign("c")
 	a.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
-	p := a.srv.persist
 	deadline := time.Now().Add(10 * time.Second)
-	waitTicks := func(n uint64) {
+	waitTicks := func(n float64) {
 		t.Helper()
-		for s0 := p.snapshotsSkipped.Load(); p.snapshotsSkipped.Load() < s0+n; {
+		for s0 := a.metric("impressiond_snapshot_skipped_total"); a.metric("impressiond_snapshot_skipped_total") < s0+n; {
 			if time.Now().After(deadline) {
 				t.Fatal("periodic snapshots stopped")
 			}
@@ -178,7 +178,7 @@ func TestIdleServerWritesNothing(t *testing.T) {
 		}
 	}
 	// The first snapshot is due at once: there is none.
-	for p.lastSnapshot.Load() == 0 {
+	for a.metric("impressiond_snapshot_last_success_timestamp_seconds") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the first change was not snapshotted within 10s")
 		}
@@ -186,6 +186,17 @@ func TestIdleServerWritesNothing(t *testing.T) {
 	}
 	waitTicks(1)
 	snaps, segs := snapshotFiles(t, dir)
+	// Nothing was written since the snapshot's cut.
+	walAtSnapshot := int64(a.metric("impressiond_wal_bytes_total"))
+	snapFiles, _ := filepath.Glob(filepath.Join(dir, "*.snap"))
+	if len(snapFiles) != 1 {
+		t.Fatalf("snapshots %q, want one", snapFiles)
+	}
+	fi, err := os.Stat(snapFiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapSize := fi.Size()
 	var written int64
 	fs.Set(func(d *faultfs.Disk) { written = d.Written })
 	waitTicks(20)
@@ -202,13 +213,13 @@ func TestIdleServerWritesNothing(t *testing.T) {
 	a.do("POST", "/api/v1/impressions", track("c", "v")).want(t, 200)
 	waitTicks(20)
 	if s2, _ := snapshotFiles(t, dir); s2 != snaps {
-		t.Fatalf("a snapshot of %d bytes was rewritten for one impression", p.snapSize.Load())
+		t.Fatalf("a snapshot of %d bytes was rewritten for one impression", snapSize)
 	}
 	// Once the log since is as large as the snapshot, it is written.
-	for u := 0; int64(p.log.Stats().Bytes)-p.snapLogBytes.Load() < p.snapSize.Load(); u++ {
+	for u := 0; int64(a.metric("impressiond_wal_bytes_total"))-walAtSnapshot < snapSize; u++ {
 		a.do("POST", "/api/v1/impressions", track("c", fmt.Sprint("w", u))).want(t, 200)
 	}
-	for p.log.Stats().Records != p.snapRecords.Load() {
+	for s2, _ := snapshotFiles(t, dir); s2 == snaps; s2, _ = snapshotFiles(t, dir) {
 		if time.Now().After(deadline) {
 			t.Fatal("a log as large as the snapshot was not snapshotted")
 		}

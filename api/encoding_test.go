@@ -141,7 +141,7 @@ func TestCompressedZipBomb(t *testing.T) {
 // and the decoded buffer comes from the body memory budget.
 func TestCompressedBodyLimit(t *testing.T) {
 	const max = 1000
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxBodySize = max })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxBodySize = max })
 	ts.createCampaign("c")
 	body := func(n int) []byte { // a valid impression of n bytes
 		b := []byte(track("c", "u"))
@@ -161,7 +161,7 @@ func TestCompressedBodyLimit(t *testing.T) {
 	}
 
 	// A budget that holds the compressed body but not the decoded one.
-	ts = newTestServer(t, "exact", func(o *Options) { o.MaxBodySize, o.MaxBodyMemory = 64<<10, 64<<10 })
+	ts = newTestServer(t, "exact", func(o *testOptions) { o.MaxBodySize, o.MaxBodyMemory = 64<<10, 64<<10 })
 	ts.createCampaign("c")
 	b := []byte(track("c", "u"))
 	b = append(b, bytes.Repeat([]byte(" "), 60<<10)...)

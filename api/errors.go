@@ -35,27 +35,10 @@ var (
 	errMethodNotAllowed = newError(fasthttp.StatusMethodNotAllowed, "method not allowed")
 	errInternal         = newError(fasthttp.StatusInternalServerError, "internal server error")
 	errHeaderTooLarge   = newError(fasthttp.StatusRequestHeaderFieldsTooLarge, "request line and headers are too large")
-	errCampaignNotFound = newError(fasthttp.StatusNotFound, "campaign not found")
 	errNotObject        = newError(fasthttp.StatusBadRequest, "request body must be a JSON object")
 	errNotArray         = newError(fasthttp.StatusBadRequest, "request body must be a JSON array of impressions")
 	errBatchEmpty       = newError(fasthttp.StatusUnprocessableEntity, "batch must contain at least one impression")
 	errBatchTooLarge    = newError(fasthttp.StatusUnprocessableEntity, "batch must contain at most "+strconv.Itoa(MaxBatch)+" impressions")
-
-	errCampaignIDRequired = newError(fasthttp.StatusUnprocessableEntity, "campaign_id is required")
-	errUserIDRequired     = newError(fasthttp.StatusUnprocessableEntity, "user_id is required")
-	errUserIDTooLong      = newError(fasthttp.StatusUnprocessableEntity, "user_id must be at most "+strconv.Itoa(maxIDBytes)+" bytes")
-	errUserIDChars        = newError(fasthttp.StatusUnprocessableEntity, "user_id must be valid UTF-8 without control characters")
-	errAdIDChars          = newError(fasthttp.StatusUnprocessableEntity, "ad_id must be valid UTF-8 without control characters")
-	errAdIDTooLong        = newError(fasthttp.StatusUnprocessableEntity, "ad_id must be at most "+strconv.Itoa(maxIDBytes)+" bytes")
-	errTimestampFormat    = newError(fasthttp.StatusUnprocessableEntity, "timestamp must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
-	errBeforeStart        = newError(fasthttp.StatusUnprocessableEntity, "timestamp is before the campaign's start_time")
-
-	errNameRequired    = newError(fasthttp.StatusUnprocessableEntity, "name is required")
-	errNameLength      = newError(fasthttp.StatusUnprocessableEntity, "name must be 1 to "+strconv.Itoa(maxNameRunes)+" characters")
-	errNameUTF8        = newError(fasthttp.StatusUnprocessableEntity, "name must be valid UTF-8")
-	errIDInvalid       = newError(fasthttp.StatusUnprocessableEntity, "id must match ^[A-Za-z0-9._-]{1,64}$ and not be . or ..")
-	errStartTimeFormat = newError(fasthttp.StatusUnprocessableEntity, "start_time must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
-	errStartTimeRange  = newError(fasthttp.StatusUnprocessableEntity, "start_time must be from 1678-01-01T00:00:00Z to 2261-12-31T23:59:59.999999999Z, the range that is stored without change")
 )
 
 // wrongType is the 400 for a field holding a value of the wrong JSON type.

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/tracker"
 )
 
 // The fuzz targets drive the real handlers with arbitrary bodies. The
@@ -24,8 +25,10 @@ func fuzzServer(f *testing.F) fasthttp.RequestHandler {
 		f.Fatal(err)
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	srv, err := New(Options{Dedup: d, MaxSkew: time.Minute, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := newServer(testOptions{
+		Options:     Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		coreOptions: coreOptions{Dedup: d, MaxSkew: time.Minute, Now: func() time.Time { return now }},
+	})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -117,7 +120,7 @@ func FuzzCreateCampaign(f *testing.F) {
 		status, out := fuzzPost(t, h, "/api/v1/campaigns", body)
 		if status == 201 {
 			var c campaignCreatedJSON
-			if json.Unmarshal(out, &c) != nil || !validID([]byte(c.ID)) || c.Name == "" || c.Message == "" {
+			if json.Unmarshal(out, &c) != nil || !tracker.ValidID([]byte(c.ID)) || c.Name == "" || c.Message == "" {
 				t.Fatalf("body %q: 201 with %s", body, out)
 			}
 			if _, err := time.Parse(time.RFC3339Nano, c.StartTime); err != nil {

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +20,9 @@ import (
 
 	"github.com/impressiond/impressiond/internal/redistest"
 	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/store"
 	"github.com/impressiond/impressiond/store/redisstore"
+	"github.com/impressiond/impressiond/tracker"
 )
 
 // testRedis runs the API tests against the shared-store mode, each test on
@@ -97,6 +101,51 @@ var testNow = func() time.Time {
 	return time.Now().Add(shift).UTC().Truncate(time.Minute).Add(30 * time.Second)
 }()
 
+// coreOptions are a test server's tracker options; an alias, so that
+// testOptions can embed them next to the HTTP layer's Options.
+type coreOptions = tracker.Options
+
+// testOptions are everything a test server is made of: the HTTP layer's
+// options and its tracker's. The Logger of Options is the tracker's too
+// unless coreOptions sets one.
+type testOptions struct {
+	Options
+	coreOptions
+}
+
+// Test hooks of the tracker's log, for the servers newServer builds:
+// they create the log's segment files (to inject disk errors) and set the
+// disk space it reserves ahead.
+var (
+	testHookOpenLogFile func(path string) (store.File, error)
+	testHookLogReserve  int64
+)
+
+// newServer opens the tracker o describes and a Server on it, as
+// cmd/impressiond wires them.
+func newServer(o testOptions) (*Server, error) {
+	if o.coreOptions.Logger == nil {
+		o.coreOptions.Logger = o.Options.Logger
+	}
+	if o.OpenLogFile == nil {
+		o.OpenLogFile = testHookOpenLogFile
+	}
+	if o.LogReserve == 0 {
+		o.LogReserve = testHookLogReserve
+	}
+	core, err := tracker.Open(o.coreOptions)
+	if err != nil {
+		return nil, err
+	}
+	o.Tracker = core
+	srv, err := New(o.Options)
+	if err != nil {
+		core.Close()
+		return nil, err
+	}
+	return srv, nil
+}
+
 // rfc3339 formats t as the API writes times.
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
@@ -107,6 +156,7 @@ var pastStart = rfc3339(testNow.Add(-330 * 24 * time.Hour).Truncate(24 * time.Ho
 type testServer struct {
 	t      testing.TB
 	srv    *Server
+	dedup  sketch.Deduper // the tracker's window; nil on Redis
 	clock  *fakeClock
 	dial   func() (net.Conn, error) // opens a connection to srv
 	client *fasthttp.Client
@@ -114,28 +164,31 @@ type testServer struct {
 
 // newTestServer serves a Server on an in-memory listener with a fake clock.
 // mode is "bloom" or "exact".
-func newTestServer(t testing.TB, mode string, opts ...func(*Options)) *testServer {
+func newTestServer(t testing.TB, mode string, opts ...func(*testOptions)) *testServer {
 	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	return serveTest(t, mode, ln, ln.Dial, opts...)
 }
 
 // serveTest serves a Server on ln with a fake clock; dial connects to ln.
-func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn, error), opts ...func(*Options)) *testServer {
+func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn, error), opts ...func(*testOptions)) *testServer {
 	t.Helper()
 	dedup, err := sketch.New(mode, sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 100000, FalsePositiveRate: 0.001})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{t: testNow}
-	o := Options{Dedup: dedup, MaxSkew: time.Minute, MaxBodySize: 4 << 20, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := testOptions{
+		Options:     Options{MaxBodySize: 4 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		coreOptions: coreOptions{Dedup: dedup, MaxSkew: time.Minute, Now: clock.Now},
+	}
 	for _, f := range opts {
 		f(&o)
 	}
 	if testRedis() && o.Redis == nil {
 		o.Dedup, o.Redis = nil, openTestRedis(t, mode, o.Now)
 	}
-	srv, err := New(o)
+	srv, err := newServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +196,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	return &testServer{
 		t:     t,
 		srv:   srv,
+		dedup: o.Dedup,
 		clock: clock,
 		dial:  dial,
 		client: &fasthttp.Client{
@@ -264,6 +318,28 @@ func (r response) decode(t testing.TB, v any) {
 	}
 }
 
+// metric returns the value of the sample named name (with its labels, if
+// any) in the server's /metrics, failing the test if there is none.
+func (ts *testServer) metric(name string) float64 {
+	ts.t.Helper()
+	body := ts.do("GET", "/metrics", "").want(ts.t, 200).body
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				ts.t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	ts.t.Fatalf("no metric %s in /metrics", name)
+	return 0
+}
+
+// storageHealthy reports whether the server's log writes and can reserve
+// space again.
+func (ts *testServer) storageHealthy() bool { return ts.metric("impressiond_storage_healthy") == 1 }
+
 func (ts *testServer) createCampaign(id string) {
 	ts.t.Helper()
 	ts.do("POST", "/api/v1/campaigns", `{"id":"`+id+`","name":"Campaign `+id+`","start_time":"`+pastStart+`"}`).want(ts.t, 201)
@@ -290,20 +366,14 @@ func serveTCP(t testing.TB, o Options) (*Server, string) {
 // connections the server accepted.
 func serveCountingTCP(t testing.TB, o Options) (*Server, *acceptCounter) {
 	t.Helper()
-	if o.Dedup == nil {
-		d, err := sketch.NewExact(sketch.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Dedup = d
-	}
-	if o.MaxSkew == 0 {
-		o.MaxSkew = time.Minute
+	d, err := sketch.NewExact(sketch.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	srv, err := New(o)
+	srv, err := newServer(testOptions{Options: o, coreOptions: coreOptions{Dedup: d, MaxSkew: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 // server: each gets a 4xx JSON error (or the documented acceptance), none
 // counts, and afterwards the stats are unchanged and a good request works.
 func TestHostileInput(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxBodySize = 1 << 20 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxBodySize = 1 << 20 })
 	ts.createCampaign("c1")
 	deep := func(open, close string, n int) string {
 		return strings.Repeat(open, n) + "1" + strings.Repeat(close, n)

@@ -16,7 +16,7 @@ import (
 )
 
 func TestMaxCampaigns(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxCampaigns = 3 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxCampaigns = 3 })
 	for _, id := range []string{"a", "b", "c"} {
 		ts.createCampaign(id)
 	}
@@ -34,7 +34,7 @@ func TestMaxCampaigns(t *testing.T) {
 }
 
 func TestMaxCampaignsConcurrent(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxCampaigns = 10 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxCampaigns = 10 })
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	created := 0
@@ -57,7 +57,7 @@ func TestMaxCampaignsConcurrent(t *testing.T) {
 
 func TestPanicIsRecovered(t *testing.T) {
 	var logged strings.Builder
-	ts := newTestServer(t, "exact", func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.Options.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
 	h := ts.srv.recoverPanics(func(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString("partial")
 		panic("boom")
@@ -74,7 +74,7 @@ func TestPanicIsRecovered(t *testing.T) {
 }
 
 func TestHeaderTooLarge(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxHeaderBytes = 2048 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxHeaderBytes = 2048 })
 	ts.doWith("GET", "/healthz", "", map[string]string{"X-Big": strings.Repeat("h", 4096)}).want(t, 431)
 	ts.do("GET", "/healthz", "").want(t, 200)
 }

@@ -22,7 +22,7 @@ func TestIdleWindowAdvances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServer(t, "exact", func(o *Options) { o.Dedup = x })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.Dedup = x })
 	ts.createCampaign("c")
 	ts.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
 	if got := x.Len(); got != 1 {

@@ -9,8 +9,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
-
-	"github.com/impressiond/impressiond/sketch"
 )
 
 // Metrics are exposed at GET /metrics in the Prometheus text format, with
@@ -240,46 +238,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	help("impressiond_connections_refused_total", "counter", "Connections refused on accept: per_ip with a 429 at -max-conns-per-ip, max_conns with a 503 at -max-conns when no idle connection could be closed instead.")
 	fmt.Fprintf(w, "impressiond_connections_refused_total{reason=\"per_ip\"} %d\n", refusedPerIP)
 	fmt.Fprintf(w, "impressiond_connections_refused_total{reason=\"max_conns\"} %d\n", refusedMax)
-	help("impressiond_campaigns", "gauge", "Campaigns registered.")
-	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.campaigns.count.Load())
-
-	if s.dedup == nil {
-		s.writeRedisMetrics(w, help)
-		writeProcessMetrics(w)
-		return
-	}
-	help("impressiond_dedup_bytes", "gauge", "Memory held by the dedup window (exact for bloom, an estimate for exact).")
-	fmt.Fprintf(w, "impressiond_dedup_bytes %d\n", s.dedup.Bytes())
-	help("impressiond_dedup_generations", "gauge", "Generations kept per dedup shard: slices + 1 in exact mode, the sub-filter pool's slots in bloom mode.")
-	fmt.Fprintf(w, "impressiond_dedup_generations %d\n", s.dedup.Generations())
-	help("impressiond_dedup_rotations_total", "counter", "Dedup shard generations recycled (bloom: sub-filters freed a TTL after their last pair).")
-	fmt.Fprintf(w, "impressiond_dedup_rotations_total %d\n", s.dedup.Rotations())
-	if x, ok := s.dedup.(*sketch.Exact); ok {
-		help("impressiond_dedup_pairs", "gauge", "Distinct pairs held by the exact dedup window's live generations.")
-		fmt.Fprintf(w, "impressiond_dedup_pairs %d\n", x.Len())
-		help("impressiond_dedup_max_pairs", "gauge", "The most pairs the exact dedup window holds (-dedup-max-pairs); new pairs beyond it get 503. 0 if unbounded.")
-		fmt.Fprintf(w, "impressiond_dedup_max_pairs %d\n", x.MaxPairs())
-	}
-	if b, ok := s.dedup.(*sketch.Bloom); ok {
-		st := b.Stats()
-		help("impressiond_dedup_pool_live", "gauge", "Bloom sub-filters holding pairs, over all shards.")
-		fmt.Fprintf(w, "impressiond_dedup_pool_live %d\n", st.Live)
-		help("impressiond_dedup_pool_slots", "gauge", "Bloom sub-filters there is memory for, over all shards.")
-		fmt.Fprintf(w, "impressiond_dedup_pool_slots %d\n", st.Slots)
-		help("impressiond_dedup_open_load", "gauge", "Mean load of the open bloom sub-filters against their design load (1 = full).")
-		fmt.Fprintf(w, "impressiond_dedup_open_load %g\n", st.OpenLoad)
-		help("impressiond_dedup_open_load_max", "gauge", "Highest load of any shard's open bloom sub-filter against its design load.")
-		fmt.Fprintf(w, "impressiond_dedup_open_load_max %g\n", st.MaxOpenLoad)
-		help("impressiond_dedup_fp_estimate", "gauge", "Estimated rate at which a fresh pair is taken for a repeat now: the live sub-filters' rates at their loads, summed per shard, averaged over shards.")
-		fmt.Fprintf(w, "impressiond_dedup_fp_estimate %g\n", st.FalsePositive)
-		help("impressiond_dedup_fp_target", "gauge", "The -dedup-fp target the estimate stays under while traffic keeps within -dedup-capacity.")
-		fmt.Fprintf(w, "impressiond_dedup_fp_target %g\n", b.TargetFalsePositiveRate())
-		help("impressiond_dedup_pool_full_total", "counter", "Bloom sub-filter closes refused for want of a free slot: traffic beyond -dedup-capacity.")
-		fmt.Fprintf(w, "impressiond_dedup_pool_full_total %d\n", st.PoolFull)
-		help("impressiond_dedup_overfill_total", "counter", "Pairs added to a bloom sub-filter past its design load: each raises the false-positive rate.")
-		fmt.Fprintf(w, "impressiond_dedup_overfill_total %d\n", st.Overfills)
-	}
-	s.writeStoreMetrics(w, help)
+	s.core.WriteMetrics(w, help)
 	if s.access != nil {
 		help("impressiond_access_log_dropped_total", "counter", "Access log lines dropped because the writer fell behind.")
 		fmt.Fprintf(w, "impressiond_access_log_dropped_total %d\n", s.access.dropped.Load())
@@ -294,19 +253,4 @@ func writeProcessMetrics(w io.Writer) {
 		metrics.WriteProcessMetrics(w)
 		metrics.WriteFDMetrics(w)
 	})
-}
-
-func (s *Server) writeRedisMetrics(w io.Writer, help func(name, typ, text string)) {
-	up := 0
-	if s.remote.Healthy() {
-		up = 1
-	}
-	help("impressiond_redis_up", "gauge", "1 while the shared Redis answers its pings; 0 while requests that need it get 503.")
-	fmt.Fprintf(w, "impressiond_redis_up %d\n", up)
-	help("impressiond_redis_clock_offset_seconds", "gauge", "This instance's clock minus Redis's, as last measured; the dedup window runs on Redis's clock, so an offset costs retries, never wrong counts.")
-	fmt.Fprintf(w, "impressiond_redis_clock_offset_seconds %g\n", -s.remote.ClockSkew().Seconds())
-	help("impressiond_redis_slice_retries_total", "counter", "Dedup calls made again because this instance guessed the shared clock's slice wrong (near a slice boundary, or after its clock stepped).")
-	fmt.Fprintf(w, "impressiond_redis_slice_retries_total %d\n", s.remote.EpochRetries())
-	help("impressiond_redis_bloom_pool_full_total", "counter", "Pairs this instance added to a campaign's full pool of bloom sub-filters (more than -dedup-capacity distinct pairs within a TTL): counted, but the campaign's false-positive rate rises above -dedup-fp while it lasts.")
-	fmt.Fprintf(w, "impressiond_redis_bloom_pool_full_total %d\n", s.remote.PoolFull())
 }

@@ -117,7 +117,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	for _, mode := range []string{"bloom", "exact"} {
 		t.Run(mode, func(t *testing.T) {
-			ts := newTestServer(t, mode, func(o *Options) {
+			ts := newTestServer(t, mode, func(o *testOptions) {
 				o.DataDir = t.TempDir()
 				o.FsyncInterval = 0
 				o.SnapshotInterval = time.Hour
@@ -137,7 +137,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 			ts.do("GET", "/", "")
 			ts.do("GET", "/nowhere", "").want(t, 404)
 			ts.do("DELETE", "/healthz", "").want(t, 405)
-			if err := ts.srv.Snapshot(); err != nil {
+			if err := ts.srv.Tracker().Snapshot(); err != nil {
 				t.Fatal(err)
 			}
 			scrape := ts.do("GET", "/metrics", "").want(t, 200).body

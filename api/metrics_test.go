@@ -80,7 +80,7 @@ func scrape(t *testing.T, ts *testServer) string {
 }
 
 func TestMetricsSingleRouteUnauthorized(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.IngestToken = "tok" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.IngestToken = "tok" })
 	ts.createCampaign("c1")
 	ts.do("POST", "/api/v1/impressions", track("c1", "u1")).want(t, 401)
 	ts.doWith("POST", "/api/v1/impressions", track("c1", "u1"), map[string]string{"Authorization": "Bearer tok"}).want(t, 200)

@@ -20,7 +20,7 @@ import (
 // durableServer serves a Server keeping its state in dir, on clock.
 func durableServer(t *testing.T, mode, dir string, clock *fakeClock, fsync time.Duration) *testServer {
 	t.Helper()
-	ts := newTestServer(t, mode, func(o *Options) {
+	ts := newTestServer(t, mode, func(o *testOptions) {
 		o.DataDir = dir
 		o.FsyncInterval = fsync
 		o.SnapshotInterval = time.Hour // tests call Snapshot themselves
@@ -100,7 +100,7 @@ func TestRestartKeepsState(t *testing.T) {
 				if how == "snapshot+log" {
 					a.createCampaign("early")
 					a.do("POST", "/api/v1/impressions", track("early", "u1")).want(t, 200)
-					if err := a.srv.Snapshot(); err != nil {
+					if err := a.srv.Tracker().Snapshot(); err != nil {
 						t.Fatal(err)
 					}
 					pairs = append(pairs, "early/u1")
@@ -122,7 +122,7 @@ func TestRestartKeepsState(t *testing.T) {
 				if got := b.state(ids...); !reflect.DeepEqual(got, want) {
 					t.Fatalf("state after restart:\n got %+v\nwant %+v", got, want)
 				}
-				st := b.srv.Restored()
+				st := b.srv.Tracker().Restored()
 				wantCampaigns := 3
 				if how == "snapshot+log" {
 					wantCampaigns = 4
@@ -204,7 +204,7 @@ func TestSnapshotUnderLoad(t *testing.T) {
 			}
 			for range 5 {
 				time.Sleep(20 * time.Millisecond)
-				if err := a.srv.Snapshot(); err != nil {
+				if err := a.srv.Tracker().Snapshot(); err != nil {
 					t.Error(err)
 				}
 			}
@@ -247,14 +247,14 @@ func TestFsyncZeroWaitsForCommit(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	ls := a.srv.persist.log.Stats()
-	if ls.Records != 321 {
-		t.Fatalf("log records %d, want 321", ls.Records)
+	records, fsyncs := a.metric("impressiond_wal_records_total"), a.metric("impressiond_wal_fsyncs_total")
+	if records != 321 {
+		t.Fatalf("log records %g, want 321", records)
 	}
-	if ls.Fsyncs == 0 || ls.Fsyncs > 321 {
-		t.Fatalf("fsyncs %d for 321 records", ls.Fsyncs)
+	if fsyncs == 0 || fsyncs > 321 {
+		t.Fatalf("fsyncs %g for 321 records", fsyncs)
 	}
-	t.Logf("321 records in %d fsyncs", ls.Fsyncs)
+	t.Logf("321 records in %g fsyncs", fsyncs)
 }
 
 // TestDiskFull: while the log cannot write, writes get 503 JSON errors and
@@ -298,7 +298,7 @@ func TestDiskFull(t *testing.T) {
 	full = false
 	mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
-	for a.srv.persist.log.Err() != nil {
+	for !a.storageHealthy() {
 		if time.Now().After(deadline) {
 			t.Fatal("the log did not recover within 5s")
 		}
@@ -365,8 +365,8 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		return dir
 	}
 	open := func(mode, dir string, capacity int) error {
-		o := Options{Dedup: newDedup(t, mode, capacity), DataDir: dir, Now: (&fakeClock{t: testNow}).Now}
-		s, err := New(o)
+		o := testOptions{coreOptions: coreOptions{Dedup: newDedup(t, mode, capacity), DataDir: dir, Now: (&fakeClock{t: testNow}).Now}}
+		s, err := newServer(o)
 		if err != nil {
 			return err
 		}
@@ -420,7 +420,7 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		}
 		clock := &fakeClock{t: testNow}
 		s := durableServer(t, "exact", dir, clock, time.Second)
-		if s.srv.Restored().Torn == nil {
+		if s.srv.Tracker().Restored().Torn == nil {
 			t.Fatal("torn tail not reported")
 		}
 		// The last record was the batch's last counted impression.
@@ -438,12 +438,12 @@ func TestRestoreRefusesDamage(t *testing.T) {
 	t.Run("other capacity, reset", func(t *testing.T) {
 		dir := setup(t, "bloom", true)
 		clock := &fakeClock{t: testNow}
-		s := newTestServer(t, "bloom", func(o *Options) {
+		s := newTestServer(t, "bloom", func(o *testOptions) {
 			o.Dedup = newDedup(t, "bloom", 200000)
 			o.DataDir, o.ResetDedup, o.Now = dir, true, clock.Now
 			o.FsyncInterval, o.SnapshotInterval = time.Second, time.Hour
 		})
-		if st := s.srv.Restored(); !strings.Contains(st.DedupReset, "different options") || st.NewSecret {
+		if st := s.srv.Tracker().Restored(); !strings.Contains(st.DedupReset, "different options") || st.NewSecret {
 			t.Fatalf("restored %+v; want the window reset for its options, the secret kept", st)
 		}
 		if got := s.stats("beta").Total; got != 20+30 {

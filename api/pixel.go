@@ -24,7 +24,7 @@ var (
 
 // pixel serves GET (and HEAD) /api/v1/pixel.gif: the query parameters
 // campaign_id, user_id, ad_id and timestamp are one impression, judged by
-// trackOne exactly like a POST /api/v1/impressions body, with the same
+// the tracker exactly like a POST /api/v1/impressions body, with the same
 // status codes. Every answer's body is the GIF, uncacheable so that each
 // view reaches the server; an error's message is in X-Error, the outcome
 // of a 200 in X-Impression-Status. With an ingest token the request must
@@ -40,7 +40,11 @@ func (s *Server) pixel(ctx *fasthttp.RequestCtx) {
 		writePixelError(ctx, e)
 		return
 	}
-	dup, e := s.trackOne(&req)
+	dup, err := s.core.Track(&req)
+	var e *apiError
+	if err != nil {
+		e = s.apiErrorOf(err)
+	}
 	switch {
 	case e == errDedupLimit:
 		s.metrics.dedupLimit.add(ctx, 1)
@@ -75,13 +79,13 @@ func (s *Server) decodePixel(ctx *fasthttp.RequestCtx, req *trackRequest) *apiEr
 		var i int
 		switch string(k) {
 		case "campaign_id":
-			i, req.campaignID = 0, v
+			i, req.CampaignID = 0, v
 		case "user_id":
-			i, req.userID = 1, v
+			i, req.UserID = 1, v
 		case "ad_id":
-			i, req.adID = 2, v
+			i, req.AdID = 2, v
 		case "timestamp":
-			i, req.timestamp, req.hasTS = 3, v, true
+			i, req.Timestamp, req.HasTimestamp = 3, v, true
 		case "token":
 			i, tok = 4, v
 		default:

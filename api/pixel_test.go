@@ -114,7 +114,7 @@ func TestPixelTracks(t *testing.T) {
 // Authorization header does not stand in for it, and 401 comes before
 // any judgement of the impression.
 func TestPixelToken(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.IngestToken = "ingest-s3cret" })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.IngestToken = "ingest-s3cret" })
 	ts.createCampaign("c1")
 	for _, method := range []string{"GET", "HEAD"} {
 		for _, tc := range []struct {

@@ -27,7 +27,7 @@ func redisServers(t *testing.T, mode string, n int, timeout time.Duration) ([]*t
 			t.Fatal(err)
 		}
 		t.Cleanup(st.Close)
-		out = append(out, newTestServer(t, mode, func(o *Options) { o.Dedup, o.Redis = nil, st }))
+		out = append(out, newTestServer(t, mode, func(o *testOptions) { o.Dedup, o.Redis = nil, st }))
 	}
 	return out, srv
 }
@@ -246,7 +246,7 @@ func TestRedisCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(st.Close)
-			s := newTestServer(t, mode, func(o *Options) { o.Dedup, o.Redis = nil, st })
+			s := newTestServer(t, mode, func(o *testOptions) { o.Dedup, o.Redis = nil, st })
 			ids := []string{mode + "-a", mode + "-b", mode + "-c", mode + "-d", mode + "-e", mode + "-f"}
 			var batch []string
 			for _, id := range ids {

@@ -313,13 +313,13 @@ func (s *scanner) decodeObject(data []byte, i, depth int, r *trackRequest) (int,
 		var typeErr *apiError
 		switch field {
 		case fieldCampaignID:
-			dst, typeErr = &r.campaignID, errCampaignIDType
+			dst, typeErr = &r.CampaignID, errCampaignIDType
 		case fieldUserID:
-			dst, typeErr = &r.userID, errUserIDType
+			dst, typeErr = &r.UserID, errUserIDType
 		case fieldAdID:
-			dst, typeErr = &r.adID, errAdIDType
+			dst, typeErr = &r.AdID, errAdIDType
 		case fieldTimestamp:
-			dst, typeErr = &r.timestamp, errTimestampType
+			dst, typeErr = &r.Timestamp, errTimestampType
 		}
 		if i = skipWS(data, end); i >= len(data) || data[i] != ':' {
 			return s.fail(i, ctxAfterKey), nil
@@ -361,7 +361,7 @@ func (s *scanner) decodeObject(data []byte, i, depth int, r *trackRequest) (int,
 		case ',':
 			i = skipWS(data, i+1)
 		case '}':
-			r.hasTS = r.timestamp != nil
+			r.HasTimestamp = r.Timestamp != nil
 			return i + 1, bad
 		default:
 			return s.fail(i, ctxAfterMember), nil

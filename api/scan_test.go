@@ -23,9 +23,9 @@ func describe(r *trackRequest) string {
 		}
 		return strconv.Quote(string(b))
 	}
-	s := fmt.Sprintf("campaign=%s user=%s ad=%s ts=%s", f(r.campaignID), f(r.userID), f(r.adID), f(r.timestamp))
-	if r.hasTS != (r.timestamp != nil) {
-		s += fmt.Sprintf(" hasTS=%v", r.hasTS)
+	s := fmt.Sprintf("campaign=%s user=%s ad=%s ts=%s", f(r.CampaignID), f(r.UserID), f(r.AdID), f(r.Timestamp))
+	if r.HasTimestamp != (r.Timestamp != nil) {
+		s += fmt.Sprintf(" hasTS=%v", r.HasTimestamp)
 	}
 	return s
 }
@@ -209,7 +209,7 @@ func TestDecodeTrack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s scanner
 			var r trackRequest
-			r.userID = []byte("stale") // must be reset
+			r.UserID = []byte("stale") // must be reset
 			e := s.decodeTrack([]byte(tc.body), &r)
 			if !checkError(e, tc.err) {
 				t.Fatalf("error: got %v, want %v", e, tc.err)
@@ -365,7 +365,7 @@ func TestDecodeBatch(t *testing.T) {
 			var s scanner
 			items := make([]trackRequest, 3, 3) // stale items, to be overwritten
 			for i := range items {
-				items[i].userID = []byte("stale")
+				items[i].UserID = []byte("stale")
 			}
 			e := s.decodeBatch([]byte(tc.body), &items)
 			if !checkError(e, tc.err) {
@@ -433,23 +433,23 @@ func TestDecodeMemory(t *testing.T) {
 			if want := fields(fmt.Sprint("c", i), fmt.Sprint("é", i, "\n"), fmt.Sprint("😀", i), "nil"); describe(r) != want {
 				t.Fatalf("round %d item %d: got %s, want %s", round, i, describe(r), want)
 			}
-			if !within(r.campaignID, body) || within(r.userID, body) || !within(r.userID, s.scratch) || !within(r.adID, s.scratch) {
+			if !within(r.CampaignID, body) || within(r.UserID, body) || !within(r.UserID, s.scratch) || !within(r.AdID, s.scratch) {
 				t.Fatalf("item %d: values not where expected", i)
 			}
-			if cap(r.campaignID) != len(r.campaignID) || cap(r.userID) != len(r.userID) {
+			if cap(r.CampaignID) != len(r.CampaignID) || cap(r.UserID) != len(r.UserID) {
 				t.Fatalf("item %d: values not capped", i)
 			}
 		}
 		// A small body in between must not disturb the next round.
 		var r trackRequest
-		if e := s.decodeTrack([]byte(`{"user_id":"\u0041"}`), &r); e != nil || string(r.userID) != "A" {
+		if e := s.decodeTrack([]byte(`{"user_id":"\u0041"}`), &r); e != nil || string(r.UserID) != "A" {
 			t.Fatalf("small body: %v %s", e, describe(&r))
 		}
 	}
 	// An empty string is present, and points into the body.
 	var r trackRequest
 	body = []byte(`{"user_id":""}`)
-	if e := s.decodeTrack(body, &r); e != nil || r.userID == nil || len(r.userID) != 0 {
+	if e := s.decodeTrack(body, &r); e != nil || r.UserID == nil || len(r.UserID) != 0 {
 		t.Fatalf("empty string: %v %s", e, describe(&r))
 	}
 }
@@ -587,13 +587,13 @@ func refObject(t *testing.T, data []byte) (trackRequest, *apiError) {
 		var typeErr *apiError
 		switch tok.(string) {
 		case "campaign_id":
-			dst, typeErr = &r.campaignID, errCampaignIDType
+			dst, typeErr = &r.CampaignID, errCampaignIDType
 		case "user_id":
-			dst, typeErr = &r.userID, errUserIDType
+			dst, typeErr = &r.UserID, errUserIDType
 		case "ad_id":
-			dst, typeErr = &r.adID, errAdIDType
+			dst, typeErr = &r.AdID, errAdIDType
 		case "timestamp":
-			dst, typeErr = &r.timestamp, errTimestampType
+			dst, typeErr = &r.Timestamp, errTimestampType
 		default:
 			continue
 		}
@@ -612,7 +612,7 @@ func refObject(t *testing.T, data []byte) (trackRequest, *apiError) {
 			}
 		}
 	}
-	r.hasTS = r.timestamp != nil
+	r.HasTimestamp = r.Timestamp != nil
 	return r, bad
 }
 
@@ -673,8 +673,8 @@ func sameRequest(got, want *trackRequest) bool {
 	same := func(g, w []byte) bool {
 		return (g == nil) == (w == nil) && bytes.Equal(asDecoded(g), w)
 	}
-	return same(got.campaignID, want.campaignID) && same(got.userID, want.userID) &&
-		same(got.adID, want.adID) && same(got.timestamp, want.timestamp) && got.hasTS == want.hasTS
+	return same(got.CampaignID, want.CampaignID) && same(got.UserID, want.UserID) &&
+		same(got.AdID, want.AdID) && same(got.Timestamp, want.Timestamp) && got.HasTimestamp == want.HasTimestamp
 }
 
 // fastjsonDecode decodes a track request the way the service did before
@@ -691,13 +691,13 @@ func fastjsonDecode(v *fastjson.Value, r *trackRequest) *apiError {
 		var typeErr *apiError
 		switch string(key) {
 		case "campaign_id":
-			dst, typeErr = &r.campaignID, errCampaignIDType
+			dst, typeErr = &r.CampaignID, errCampaignIDType
 		case "user_id":
-			dst, typeErr = &r.userID, errUserIDType
+			dst, typeErr = &r.UserID, errUserIDType
 		case "ad_id":
-			dst, typeErr = &r.adID, errAdIDType
+			dst, typeErr = &r.AdID, errAdIDType
 		case "timestamp":
-			dst, typeErr = &r.timestamp, errTimestampType
+			dst, typeErr = &r.Timestamp, errTimestampType
 		default:
 			return
 		}
@@ -710,7 +710,7 @@ func fastjsonDecode(v *fastjson.Value, r *trackRequest) *apiError {
 		}
 		*dst = b
 	})
-	r.hasTS = r.timestamp != nil
+	r.HasTimestamp = r.Timestamp != nil
 	return bad
 }
 

@@ -10,9 +10,18 @@ import (
 	"time"
 
 	"github.com/impressiond/impressiond/store"
+	"github.com/impressiond/impressiond/tracker"
 )
 
-func (ts *testServer) secret() [16]byte { return ts.srv.dedup.Hasher().Secret() }
+// The section kinds of a snapshot (tracker/persist.go), part of the
+// on-disk format.
+const (
+	sectionMeta      = 1
+	sectionCampaigns = 2
+	sectionDedup     = 3
+)
+
+func (ts *testServer) secret() [16]byte { return ts.dedup.Hasher().Secret() }
 
 // dirSecret reads the secret file of the data directory dir, which no
 // server holds.
@@ -44,7 +53,7 @@ func TestSecretIsPerDirectory(t *testing.T) {
 			if got, err := os.ReadFile(filepath.Join(dir, "SECRET")); err != nil || len(got) == 0 {
 				t.Fatalf("no secret file before the first record: %v", err)
 			}
-			if !a.srv.Restored().NewSecret {
+			if !a.srv.Tracker().Restored().NewSecret {
 				t.Fatal("Restored().NewSecret is false for a new directory")
 			}
 			b := durableServer(t, mode, other, clock, time.Second)
@@ -62,8 +71,8 @@ func TestSecretIsPerDirectory(t *testing.T) {
 				t.Fatalf("secret file %x, window's %x", got, secret)
 			}
 			a = durableServer(t, mode, dir, clock, time.Second)
-			if a.secret() != secret || a.srv.Restored().NewSecret {
-				t.Fatalf("after a restart from the log: secret %x (new %v), want %x", a.secret(), a.srv.Restored().NewSecret, secret)
+			if a.secret() != secret || a.srv.Tracker().Restored().NewSecret {
+				t.Fatalf("after a restart from the log: secret %x (new %v), want %x", a.secret(), a.srv.Tracker().Restored().NewSecret, secret)
 			}
 			a.dupAll(pairs)
 			if err := a.srv.Shutdown(t.Context()); err != nil { // snapshot
@@ -138,7 +147,7 @@ func TestSecretMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
+	_, err = newServer(testOptions{coreOptions: coreOptions{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now}})
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "SECRET")) || !strings.Contains(err.Error(), "snapshot-") {
 		t.Fatalf("New = %v, want a refusal naming the secret file and the snapshot", err)
 	}
@@ -173,9 +182,9 @@ func TestUnkeyedDataRefused(t *testing.T) {
 		name := map[bool]string{false: "log", true: "snapshot"}[snapshot]
 		t.Run("bloom/"+name, func(t *testing.T) {
 			dir, _ := earlier(t, "bloom", snapshot)
-			_, err := New(Options{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now})
-			if !errors.Is(err, ErrUnkeyedData) || !strings.Contains(err.Error(), "DURABILITY.md") {
-				t.Fatalf("New = %v, want ErrUnkeyedData pointing to the upgrade notes", err)
+			_, err := newServer(testOptions{coreOptions: coreOptions{Dedup: newDedup(t, "bloom", 100000), DataDir: dir, Now: clock.Now}})
+			if !errors.Is(err, tracker.ErrUnkeyedData) || !strings.Contains(err.Error(), "DURABILITY.md") {
+				t.Fatalf("New = %v, want tracker.ErrUnkeyedData pointing to the upgrade notes", err)
 			}
 			if _, err := os.Stat(filepath.Join(dir, "SECRET")); err == nil {
 				t.Fatal("a refused start wrote a secret file")
@@ -183,11 +192,11 @@ func TestUnkeyedDataRefused(t *testing.T) {
 		})
 		t.Run("bloom/"+name+"/reset", func(t *testing.T) {
 			dir, pairs := earlier(t, "bloom", snapshot)
-			b := newTestServer(t, "bloom", func(o *Options) {
+			b := newTestServer(t, "bloom", func(o *testOptions) {
 				o.DataDir, o.ResetDedup, o.Now = dir, true, clock.Now
 				o.FsyncInterval, o.SnapshotInterval = time.Second, time.Hour
 			})
-			st := b.srv.Restored()
+			st := b.srv.Tracker().Restored()
 			if st.DedupReset == "" || !st.NewSecret || st.Campaigns != 3 {
 				t.Fatalf("restored %+v; want the window reset, a new secret, the 3 campaigns", st)
 			}
@@ -213,7 +222,7 @@ func TestUnkeyedDataRefused(t *testing.T) {
 			// The reset start wrote a keyed snapshot: the next start needs
 			// no flag and keeps this run's pairs.
 			c := durableServer(t, "bloom", dir, clock, time.Second)
-			if c.srv.Restored().DedupReset != "" {
+			if c.srv.Tracker().Restored().DedupReset != "" {
 				t.Fatal("a second start reset the window again")
 			}
 			c.dupAll(pairs)
@@ -221,7 +230,7 @@ func TestUnkeyedDataRefused(t *testing.T) {
 		t.Run("exact/"+name, func(t *testing.T) {
 			dir, pairs := earlier(t, "exact", snapshot)
 			b := durableServer(t, "exact", dir, clock, time.Second)
-			if !b.srv.Restored().NewSecret {
+			if !b.srv.Tracker().Restored().NewSecret {
 				t.Fatal("no new secret for an exact directory without one")
 			}
 			b.dupAll(pairs)

@@ -16,8 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
-	"github.com/impressiond/impressiond/sketch"
-	"github.com/impressiond/impressiond/store/redisstore"
+	"github.com/impressiond/impressiond/tracker"
 )
 
 const (
@@ -27,15 +26,10 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// Dedup decides which impressions are repeats. Required unless Redis
-	// is set. With DataDir it must be a new window: New keys it with the
-	// data directory's secret (Deduper.SetSecret) before restoring into it.
-	Dedup sketch.Deduper
-
-	// Redis, when set, keeps campaigns, dedup and counters in a shared
-	// Redis instead of this process: any number of servers on one Redis
-	// agree. Dedup and DataDir must then be unset.
-	Redis *redisstore.Store
+	// Tracker is the product the API serves: campaigns, the track
+	// decision and the stats. Required. The Server owns it from New on:
+	// Shutdown and Close close it.
+	Tracker *tracker.Tracker
 
 	// MaxBodySize is the largest request body accepted, in bytes; larger
 	// ones get a 413. By default 4 MiB, which fits a full batch.
@@ -50,14 +44,6 @@ type Options struct {
 	// MaxConns (206 MiB at the defaults). It must be at least MaxBodySize.
 	// By default 128 MiB.
 	MaxBodyMemory int
-
-	// MaxSkew is how far ahead of the server's clock an impression
-	// timestamp may be. Zero rejects any timestamp ahead of the clock.
-	MaxSkew time.Duration
-
-	// Now is the clock. By default a coarse clock with millisecond
-	// resolution, owned and stopped by the Server.
-	Now func() time.Time
 
 	// Logger receives errors and panics. By default slog.Default().
 	Logger *slog.Logger
@@ -81,10 +67,6 @@ type Options struct {
 	// MaxHeaderBytes caps the request line and headers; larger ones get a
 	// 431. By default 8 KiB.
 	MaxHeaderBytes int
-	// MaxCampaigns caps the campaigns that can be created. By default
-	// 100,000.
-	MaxCampaigns int
-
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// to create, list and read campaigns and their stats.
 	AdminToken string
@@ -100,30 +82,6 @@ type Options struct {
 
 	// AccessLog logs one line per request to Logger. Off by default.
 	AccessLog bool
-
-	// DataDir, when set, makes the server durable: New restores the state
-	// kept there (newest snapshot, then the write-ahead log after it), every
-	// counted impression and created campaign is logged before it is
-	// acknowledged, snapshots are written every SnapshotInterval and by
-	// Shutdown. The directory keeps the secret the dedup window hashes
-	// pairs with, in a secret file and in every snapshot, so that logged
-	// keys stay valid across restarts and backups. Empty keeps everything
-	// in memory only.
-	DataDir string
-	// ResetDedup lets New start with an empty dedup window when the one in
-	// DataDir cannot be loaded: written by an earlier version (another
-	// layout, or Bloom keys hashed without a secret) or with other -dedup
-	// flags. Campaigns and counts are restored all the same; the price is
-	// that repeats of pairs counted in the last TTL + TTL/K before the
-	// restart are counted once more. By default such a directory is
-	// refused, since that would be a silent double count.
-	ResetDedup bool
-	// FsyncInterval is how often the log is fsync'd. Zero makes every
-	// write wait for the group commit that fsyncs it. The zero value means
-	// zero: callers wanting the 1s default set it.
-	FsyncInterval time.Duration
-	// SnapshotInterval is how often a snapshot is written. By default 1m.
-	SnapshotInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -136,7 +94,6 @@ func (o *Options) setDefaults() {
 		{&o.MaxConns, 10000},
 		{&o.MaxConnsPerIP, 1000},
 		{&o.MaxHeaderBytes, 8 << 10},
-		{&o.MaxCampaigns, 100000},
 	}
 	for _, d := range defaults {
 		if *d.v <= 0 {
@@ -150,7 +107,6 @@ func (o *Options) setDefaults() {
 		{&o.ReadTimeout, 5 * time.Second},
 		{&o.WriteTimeout, 5 * time.Second},
 		{&o.IdleTimeout, 60 * time.Second},
-		{&o.SnapshotInterval, time.Minute},
 	} {
 		if *d.v <= 0 {
 			*d.v = d.def
@@ -163,59 +119,35 @@ func (o *Options) setDefaults() {
 
 // Server is the impressiond HTTP API. It is safe for concurrent use.
 type Server struct {
-	dedup     sketch.Deduper
-	keyed     keyedDeduper   // dedup, when it takes pre-hashed keys (bloom)
-	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
-	hasher    sketch.Hasher  // dedup's, which keys the pairs given to keyed
-	campaigns *campaignTable
-	parsers   fastjson.ParserPool
-	now       func() time.Time
-	maxSkew   time.Duration
-	maxConns  int
-	perIP     int
-	maxBody   int
-	bodyMem   bodyBudget                    // reserved by the bodies being read
-	listener  atomic.Pointer[limitListener] // the one Serve accepts on, for metrics
-	log       *slog.Logger
-	admin     token
-	ingest    token
-	cors      *cors
-	http      *fasthttp.Server
+	core     *tracker.Tracker
+	parsers  fastjson.ParserPool
+	maxConns int
+	perIP    int
+	maxBody  int
+	bodyMem  bodyBudget                    // reserved by the bodies being read
+	listener atomic.Pointer[limitListener] // the one Serve accepts on, for metrics
+	log      *slog.Logger
+	admin    token
+	ingest   token
+	cors     *cors
+	http     *fasthttp.Server
 
 	errTooFarAhead  *apiError
 	errBodyTooLarge *apiError
-
-	persist     *persister        // nil unless Options.DataDir
-	remote      *redisstore.Store // nil unless Options.Redis
-	remoteCache remoteCampaigns   // campaigns read from Redis
-	remoteLists *remoteLister     // coalesces lists of every campaign in Redis
-	redisLog    logLimiter        // paces the log lines of failing Redis calls
-	restored    RestoreStats
 
 	ready   atomic.Bool         // serving and not shutting down: /readyz answers 200
 	access  *accessLog          // nil unless Options.AccessLog
 	routes  map[string][]string // method → paths, as registered; for tests
 	handler fasthttp.RequestHandler
 	metrics *serverMetrics
-	clock   *coarseClock // nil when Options.Now was given
-	stopCh  chan struct{}
-	wg      sync.WaitGroup
 	once    sync.Once
 }
 
-// New returns a Server and starts its maintenance goroutines; Shutdown or
-// Close stops them. With Options.DataDir it first restores the state kept
-// there; damaged data fails New with an error naming the file and offset
-// (a *store.CorruptError).
+// New returns a Server on o.Tracker. It takes the tracker over when it
+// succeeds (Shutdown and Close close it); on an error the caller keeps it.
 func New(o Options) (*Server, error) {
-	switch {
-	case o.Redis != nil && (o.Dedup != nil || o.DataDir != ""):
-		return nil, errors.New("api: Options.Redis excludes Dedup and DataDir: the state lives in Redis")
-	case o.Redis == nil && o.Dedup == nil:
-		return nil, errors.New("api: Options.Dedup is required")
-	}
-	if o.MaxSkew < 0 {
-		return nil, errors.New("api: Options.MaxSkew must not be negative")
+	if o.Tracker == nil {
+		return nil, errors.New("api: Options.Tracker is required")
 	}
 	o.setDefaults()
 	cors, err := newCORS(o.CORSOrigins)
@@ -226,45 +158,22 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("api: Options.MaxBodyMemory (%d) must be at least MaxBodySize (%d), or no body of the largest size could be read", o.MaxBodyMemory, o.MaxBodySize)
 	}
 	s := &Server{
-		dedup:       o.Dedup,
-		remote:      o.Redis,
-		campaigns:   newCampaignTable(o.MaxCampaigns),
-		now:         o.Now,
-		maxSkew:     o.MaxSkew,
-		maxConns:    o.MaxConns,
-		perIP:       o.MaxConnsPerIP,
-		maxBody:     o.MaxBodySize,
-		bodyMem:     bodyBudget{max: int64(o.MaxBodyMemory)},
-		log:         o.Logger,
-		stopCh:      make(chan struct{}),
-		admin:       newToken(o.AdminToken),
-		metrics:     newServerMetrics(),
-		remoteLists: newRemoteLister(),
-		ingest:      newToken(o.IngestToken),
-		cors:        cors,
+		core:     o.Tracker,
+		maxConns: o.MaxConns,
+		perIP:    o.MaxConnsPerIP,
+		maxBody:  o.MaxBodySize,
+		bodyMem:  bodyBudget{max: int64(o.MaxBodyMemory)},
+		log:      o.Logger,
+		admin:    newToken(o.AdminToken),
+		metrics:  newServerMetrics(),
+		ingest:   newToken(o.IngestToken),
+		cors:     cors,
 
-		errTooFarAhead:  errorf(fasthttp.StatusUnprocessableEntity, "timestamp is more than %s in the future", o.MaxSkew),
+		errTooFarAhead:  fromCoreOnce(o.Tracker.TooFarAhead()),
 		errBodyTooLarge: errorf(fasthttp.StatusRequestEntityTooLarge, "request body is larger than %d bytes", o.MaxBodySize),
 	}
 	if o.AccessLog {
 		s.access = newAccessLog(o.Logger)
-	}
-	if s.now == nil {
-		s.clock = newCoarseClock()
-		s.now = s.clock.Now
-	}
-	s.keyed, _ = o.Dedup.(keyedDeduper)
-	s.limited, _ = o.Dedup.(limitedDeduper)
-	if o.Dedup != nil {
-		s.hasher = o.Dedup.Hasher() // a data directory's replaces it (adoptSecret)
-	}
-	if o.DataDir != "" {
-		if err := s.openStore(&o); err != nil {
-			if s.clock != nil {
-				s.clock.Stop()
-			}
-			return nil, err
-		}
 	}
 	s.handler = s.buildHandler()
 	s.http = &fasthttp.Server{
@@ -285,24 +194,11 @@ func New(o Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{o.Logger},
 	}
-	// Idle shards rotate (and, in exact mode, free memory) without traffic.
-	s.every(time.Second, func() {
-		if s.dedup != nil {
-			s.dedup.Advance(s.now())
-		}
-	})
-	if p := s.persist; p != nil {
-		s.every(p.every, func() {
-			if _, err := s.snapshotIfChanged(); err != nil {
-				s.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
-			}
-		})
-	}
 	return s, nil
 }
 
-// Restored describes what New restored from Options.DataDir.
-func (s *Server) Restored() RestoreStats { return s.restored }
+// Tracker returns the tracker the server serves.
+func (s *Server) Tracker() *tracker.Tracker { return s.core }
 
 // Handler returns the request handler: the router with every route of the
 // API. It is built once, by New.
@@ -365,8 +261,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections, waits for in-flight requests to
-// finish (or ctx to end), then stops the background goroutines. A durable
-// server then writes a last snapshot and closes its log: everything
+// finish (or ctx to end), then shuts the tracker down: a durable one writes
+// a last snapshot if one is due and closes its log, so everything
 // acknowledged is on disk when Shutdown returns nil.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false) // load balancers stop sending before connections close
@@ -374,45 +270,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.stop(true))
 }
 
-// Close stops the background goroutines without touching connections; a
-// durable server flushes its log, without a snapshot. It is idempotent.
+// Close closes the tracker without touching connections; a durable one
+// flushes its log, without a snapshot. It is idempotent.
 func (s *Server) Close() error { return s.stop(false) }
 
-func (s *Server) stop(snapshot bool) error {
+func (s *Server) stop(final bool) error {
 	var err error
 	s.once.Do(func() {
-		close(s.stopCh)
-		s.wg.Wait()
-		if s.persist != nil {
-			err = s.closeStore(snapshot)
-		}
-		if s.clock != nil {
-			s.clock.Stop()
+		if final {
+			err = s.core.Shutdown()
+		} else {
+			err = s.core.Close()
 		}
 		if s.access != nil {
 			s.access.stop()
 		}
 	})
 	return err
-}
-
-// every runs f each interval, in a goroutine of its own, until stopCh
-// closes; Close waits for it.
-func (s *Server) every(interval time.Duration, f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stopCh:
-				return
-			case <-t.C:
-				f()
-			}
-		}
-	}()
 }
 
 // methodNotAllowed answers 405. The router lists OPTIONS in Allow even
@@ -467,7 +341,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errNotReady)
 		return
 	}
-	if s.remote != nil && !s.remote.Healthy() {
+	if s.core.Ready() != nil {
 		writeError(ctx, errRedisDown)
 		return
 	}

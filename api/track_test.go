@@ -258,7 +258,7 @@ func TestBatchErrors(t *testing.T) {
 }
 
 func TestBodyTooLarge(t *testing.T) {
-	ts := newTestServer(t, "exact", func(o *Options) { o.MaxBodySize = 1024 })
+	ts := newTestServer(t, "exact", func(o *testOptions) { o.MaxBodySize = 1024 })
 	ts.createCampaign("c1")
 	big := `{"campaign_id":"c1","user_id":"u","pad":"` + strings.Repeat("p", 2000) + `"}`
 	ts.do("POST", "/api/v1/impressions", big).want(t, 413)

@@ -15,17 +15,17 @@ import (
 
 // newBenchServer returns a Server with one campaign and its handler, to be
 // called directly: the benchmark measures the handler, not the network.
-func newBenchServer(b testing.TB, mode string, opts ...func(*Options)) (*Server, fasthttp.RequestHandler) {
+func newBenchServer(b testing.TB, mode string, opts ...func(*testOptions)) (*Server, fasthttp.RequestHandler) {
 	b.Helper()
 	d, err := sketch.New(mode, sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 10_000_000, FalsePositiveRate: 0.001})
 	if err != nil {
 		b.Fatal(err)
 	}
-	o := Options{Dedup: d, MaxSkew: time.Minute}
+	o := testOptions{coreOptions: coreOptions{Dedup: d, MaxSkew: time.Minute}}
 	for _, f := range opts {
 		f(&o)
 	}
-	srv, err := New(o)
+	srv, err := newServer(o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/impressiond/impressiond/api"
 	"github.com/impressiond/impressiond/sketch"
 	"github.com/impressiond/impressiond/store/redisstore"
+	"github.com/impressiond/impressiond/tracker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -74,12 +75,24 @@ func run(cfg *config, log *slog.Logger) error {
 		}
 		defer shared.Close()
 	}
+	core, err := tracker.Open(tracker.Options{
+		Dedup:            dedup,
+		Redis:            shared,
+		MaxSkew:          cfg.maxSkew,
+		MaxCampaigns:     cfg.maxCampaigns,
+		Logger:           log,
+		DataDir:          cfg.dataDir,
+		FsyncInterval:    cfg.fsyncInterval,
+		SnapshotInterval: cfg.snapshotEvery,
+		ResetDedup:       cfg.dedupReset,
+	})
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Options{
-		Dedup:         dedup,
-		Redis:         shared,
+		Tracker:       core,
 		MaxBodySize:   cfg.maxBody,
 		MaxBodyMemory: cfg.maxBodyMemory,
-		MaxSkew:       cfg.maxSkew,
 		Logger:        log,
 
 		ReadTimeout:    cfg.readTimeout,
@@ -88,18 +101,13 @@ func run(cfg *config, log *slog.Logger) error {
 		MaxConns:       cfg.maxConns,
 		MaxConnsPerIP:  cfg.maxConnsPerIP,
 		MaxHeaderBytes: cfg.maxHeader,
-		MaxCampaigns:   cfg.maxCampaigns,
 		AdminToken:     cfg.adminToken,
 		IngestToken:    cfg.ingestToken,
 		CORSOrigins:    cfg.corsOriginList(),
 		AccessLog:      cfg.accessLog,
-
-		DataDir:          cfg.dataDir,
-		FsyncInterval:    cfg.fsyncInterval,
-		SnapshotInterval: cfg.snapshotEvery,
-		ResetDedup:       cfg.dedupReset,
 	})
 	if err != nil {
+		core.Close()
 		return err
 	}
 	if cfg.debugAddr != "" {
@@ -133,7 +141,7 @@ func run(cfg *config, log *slog.Logger) error {
 			"bloom_filters", fmt.Sprintf("%d shards x %d sub-filters of %d pairs x %d bits, k=%d", b.Shards(), b.Pool().Slots, b.Pool().Load, b.FilterBits(), b.HashCount()))
 	}
 	log.Info("impressiond starting", attrs...)
-	logRestore(log, cfg, srv.Restored())
+	logRestore(log, cfg, core.Restored())
 	if (cfg.adminToken == "" || cfg.ingestToken == "") && !isLoopback(ln.Addr()) {
 		log.Warn("listening on a non-loopback address without -admin-token and -ingest-token: anyone who can reach it can create campaigns and track impressions",
 			"addr", ln.Addr().String(), "admin_token", cfg.adminToken != "", "ingest_token", cfg.ingestToken != "")
@@ -179,7 +187,7 @@ func run(cfg *config, log *slog.Logger) error {
 
 // logRestore reports what was restored from the data directory, and a torn
 // write cut off the log's end.
-func logRestore(log *slog.Logger, cfg *config, st api.RestoreStats) {
+func logRestore(log *slog.Logger, cfg *config, st tracker.RestoreStats) {
 	if cfg.dataDir == "" {
 		return
 	}

@@ -1,4 +1,4 @@
-package api
+package tracker
 
 import (
 	"encoding/binary"
@@ -50,7 +50,7 @@ func readMeta(r *store.SnapshotReader) (m snapshotMeta, err error) {
 // ErrUnkeyedData is wrapped by New's error for a data directory written by
 // a version that hashed pairs without a secret, in Bloom mode: its keys
 // cannot be re-hashed, since the ids are not kept.
-var ErrUnkeyedData = errors.New("api: the data directory's Bloom dedup state was hashed without a secret")
+var ErrUnkeyedData = errors.New("tracker: the data directory's Bloom dedup state was hashed without a secret")
 
 // adoptSecret decides the data directory's secret and keys the window with
 // it, before anything is loaded into the window:
@@ -65,21 +65,21 @@ var ErrUnkeyedData = errors.New("api: the data directory's Bloom dedup state was
 // A Bloom snapshot without a secret, or Bloom log segments without a
 // secret file, were written by an earlier version with unkeyed murmur3
 // keys: refused, with ErrUnkeyedData.
-func (s *Server) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta snapshotMeta, st *RestoreStats) error {
+func (l *local) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta snapshotMeta, st *RestoreStats) error {
 	file, haveFile, err := dir.Secret()
 	if err != nil {
 		return err
 	}
-	bloom := s.keyed != nil
+	bloom := l.keyed != nil
 	var secret [16]byte
 	switch {
 	case meta.keyed && haveFile && file != meta.secret:
-		return fmt.Errorf("api: the secret file %s and the snapshot %s hold different secrets: they belong to different data directories; put back the secret file that came with the snapshot, or remove the secret file to take the snapshot's", dir.SecretPath(), snap.Path())
+		return fmt.Errorf("tracker: the secret file %s and the snapshot %s hold different secrets: they belong to different data directories; put back the secret file that came with the snapshot, or remove the secret file to take the snapshot's", dir.SecretPath(), snap.Path())
 	case meta.keyed:
 		secret = meta.secret
 	case bloom && snap != nil && st.resetDedup:
 		st.unkeyed, st.DedupReset = true, fmt.Sprintf("snapshot %s holds no secret (an earlier version's)", snap.Path())
-		secret, st.NewSecret = s.dedup.Hasher().Secret(), true
+		secret, st.NewSecret = l.dedup.Hasher().Secret(), true
 	case bloom && snap != nil:
 		return fmt.Errorf("%w (snapshot %s holds no secret): it was written by an earlier version; start once with -dedup-reset to keep its campaigns and counts with an empty dedup window, see docs/DURABILITY.md, \"Upgrading\"", ErrUnkeyedData, snap.Path())
 	case haveFile:
@@ -95,13 +95,13 @@ func (s *Server) adoptSecret(dir *store.Dir, snap *store.SnapshotReader, meta sn
 		if bloom && len(segs) > 0 {
 			st.unkeyed, st.DedupReset = true, fmt.Sprintf("log segments but no secret file %s (an earlier version's)", dir.SecretPath())
 		}
-		secret = s.dedup.Hasher().Secret()
+		secret = l.dedup.Hasher().Secret()
 		st.NewSecret = true
 	}
 	st.secretStored = haveFile
-	if err := s.dedup.SetSecret(secret); err != nil {
-		return fmt.Errorf("api: Options.Dedup must be a new window: %w", err)
+	if err := l.dedup.SetSecret(secret); err != nil {
+		return fmt.Errorf("tracker: Options.Dedup must be a new window: %w", err)
 	}
-	s.hasher = s.dedup.Hasher()
+	l.hasher = l.dedup.Hasher()
 	return nil
 }

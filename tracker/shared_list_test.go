@@ -1,9 +1,10 @@
-package api
+package tracker
 
 import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/impressiond/impressiond/store/redisstore"
 )
@@ -18,7 +19,7 @@ func TestRemoteListerCoalesces(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	firstDone := make(chan []redisstore.Campaign)
 	go func() {
-		all, _ := r.list(func() ([]redisstore.Campaign, *apiError) {
+		all, _ := r.list(func() ([]redisstore.Campaign, error) {
 			close(started)
 			<-release
 			return first, nil
@@ -33,7 +34,7 @@ func TestRemoteListerCoalesces(t *testing.T) {
 	got := make([][]redisstore.Campaign, waiting)
 	for i := range waiting {
 		wg.Go(func() {
-			got[i], _ = r.list(func() ([]redisstore.Campaign, *apiError) {
+			got[i], _ = r.list(func() ([]redisstore.Campaign, error) {
 				reads.Add(1)
 				return next, nil
 			})
@@ -56,5 +57,16 @@ func TestRemoteListerCoalesces(t *testing.T) {
 		if len(all) != 2 {
 			t.Fatalf("list %d got %d campaigns, want the 2 of a read that started after it", i, len(all))
 		}
+	}
+}
+
+// waitFor waits until cond holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

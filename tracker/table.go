@@ -1,27 +1,13 @@
-package api
+package tracker
 
 import (
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/impressiond/impressiond/stats"
 )
-
-// campaign is one registered campaign. Its fields other than counter never
-// change after creation.
-type campaign struct {
-	index   uint32 // assigned at creation; log records name the campaign by it
-	id      string
-	name    string
-	start   time.Time
-	counter stats.Counter
-}
 
 // campaignShards spreads campaigns so that a creation copies 1/256th of the
 // table, not all of it.
@@ -33,7 +19,6 @@ const campaignShards = 256
 // shard's mutex and publish the copy. It is safe for concurrent use.
 type campaignTable struct {
 	seed   maphash.Seed
-	max    int64
 	count  atomic.Int64  // campaigns added, or reserved by an add in progress
 	next   atomic.Uint32 // index of the next campaign added
 	shards [campaignShards]campaignShard
@@ -50,18 +35,18 @@ type campaignTable struct {
 // ordered by id. It is never modified.
 type sortedCampaigns struct {
 	gen uint64
-	all []*campaign
+	all []*Campaign
 }
 
 type campaignShard struct {
 	mu sync.Mutex // serialises writers of m; readers never take it
-	m  atomic.Pointer[map[string]*campaign]
+	m  atomic.Pointer[map[string]*Campaign]
 	_  [40]byte
 }
 
-// newCampaignTable returns an empty table holding at most max campaigns.
-func newCampaignTable(max int) *campaignTable {
-	return &campaignTable{seed: maphash.MakeSeed(), max: int64(max)}
+// newCampaignTable returns an empty table.
+func newCampaignTable() *campaignTable {
+	return &campaignTable{seed: maphash.MakeSeed()}
 }
 
 func (t *campaignTable) shard(id []byte) *campaignShard {
@@ -69,7 +54,7 @@ func (t *campaignTable) shard(id []byte) *campaignShard {
 }
 
 // get returns the campaign with the given id, or nil.
-func (t *campaignTable) get(id []byte) *campaign {
+func (t *campaignTable) get(id []byte) *Campaign {
 	m := t.shard(id).m.Load()
 	if m == nil {
 		return nil
@@ -77,25 +62,20 @@ func (t *campaignTable) get(id []byte) *campaign {
 	return (*m)[string(id)]
 }
 
-var (
-	errCampaignExists = errors.New("campaign id already exists")
-	errCampaignLimit  = errors.New("campaign limit reached")
-)
-
 // add registers c, giving it the next index, unless its id is taken or the
-// table is full. A slot is reserved before the insert, so concurrent adds
+// table holds max campaigns. A slot is reserved before the insert, so concurrent adds
 // never overshoot the limit. persist, if not nil, runs once the add is
 // sure to succeed and before c is visible; its error cancels the add.
-func (t *campaignTable) add(c *campaign, persist func(*campaign) error) error {
-	if t.count.Add(1) > t.max {
+func (t *campaignTable) add(c *Campaign, max int, persist func(*Campaign) error) error {
+	if t.count.Add(1) > int64(max) {
 		t.count.Add(-1)
 		return errCampaignLimit
 	}
-	s := t.shard([]byte(c.id))
+	s := t.shard([]byte(c.ID))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m.Load(); old != nil {
-		if _, ok := (*old)[c.id]; ok {
+		if _, ok := (*old)[c.ID]; ok {
 			t.count.Add(-1)
 			return errCampaignExists
 		}
@@ -114,13 +94,13 @@ func (t *campaignTable) add(c *campaign, persist func(*campaign) error) error {
 
 // restore puts back a campaign read from disk, with its index, at
 // start-up. It ignores the limit: what was accepted once stays.
-func (t *campaignTable) restore(c *campaign) error {
-	s := t.shard([]byte(c.id))
+func (t *campaignTable) restore(c *Campaign) error {
+	s := t.shard([]byte(c.ID))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m.Load(); old != nil {
-		if _, ok := (*old)[c.id]; ok {
-			return fmt.Errorf("campaign %q restored twice", c.id)
+		if _, ok := (*old)[c.ID]; ok {
+			return fmt.Errorf("campaign %q restored twice", c.ID)
 		}
 	}
 	t.count.Add(1)
@@ -133,25 +113,25 @@ func (t *campaignTable) restore(c *campaign) error {
 }
 
 // publishLocked publishes a copy of the shard's map with c added.
-func (s *campaignShard) publishLocked(c *campaign) {
+func (s *campaignShard) publishLocked(c *Campaign) {
 	old := s.m.Load()
-	var next map[string]*campaign
+	var next map[string]*Campaign
 	if old == nil {
-		next = make(map[string]*campaign, 1)
+		next = make(map[string]*Campaign, 1)
 	} else {
-		next = make(map[string]*campaign, len(*old)+1)
+		next = make(map[string]*Campaign, len(*old)+1)
 		for k, v := range *old {
 			next[k] = v
 		}
 	}
-	next[c.id] = c
+	next[c.ID] = c
 	s.m.Store(&next)
 }
 
 // ordered returns every campaign ordered by id, including every one whose
 // add returned before the call. The slice is shared: callers must not
 // modify it.
-func (t *campaignTable) ordered() []*campaign {
+func (t *campaignTable) ordered() []*Campaign {
 	if s := t.sorted.Load(); s != nil && s.gen == t.published.Load() {
 		return s.all
 	}
@@ -179,8 +159,8 @@ func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bo
 }
 
 // list returns every campaign ordered by id, in a new slice.
-func (t *campaignTable) list() []*campaign {
-	var all []*campaign
+func (t *campaignTable) list() []*Campaign {
+	var all []*Campaign
 	for i := range t.shards {
 		if m := t.shards[i].m.Load(); m != nil {
 			for _, c := range *m {
@@ -188,7 +168,7 @@ func (t *campaignTable) list() []*campaign {
 			}
 		}
 	}
-	slices.SortFunc(all, func(a, b *campaign) int { return strings.Compare(a.id, b.id) })
+	slices.SortFunc(all, func(a, b *Campaign) int { return strings.Compare(a.ID, b.ID) })
 	return all
 }
 

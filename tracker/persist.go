@@ -1,4 +1,4 @@
-package api
+package tracker
 
 import (
 	"bufio"
@@ -9,10 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/impressiond/impressiond/sketch"
 	"github.com/impressiond/impressiond/stats"
@@ -38,15 +35,7 @@ const (
 	sectionDedup     = 3
 )
 
-// testHookOpenLogFile, when set by a test, creates the log's segment files
-// (to inject disk errors).
-var testHookOpenLogFile func(path string) (store.File, error)
-
-// testHookLogReserve, when set by a test, is the disk space the log
-// reserves ahead (store.Options.Reserve).
-var testHookLogReserve int64
-
-// persister owns the data directory and the log of a durable Server.
+// persister owns the data directory and the log of a durable local state.
 type persister struct {
 	dir   *store.Dir
 	log   *store.Log
@@ -85,30 +74,6 @@ func (p *persister) batch() *store.Batch {
 	return new(store.Batch)
 }
 
-// errStorage answers writes while the log cannot write: 503, reads go on.
-func errStorage(err error) *apiError {
-	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, nothing was counted or created by this request; retry later: %s", storageReason(err))
-}
-
-// errNotDurable answers a write whose records were applied in memory but
-// could not be made durable. A retry is safe: it finds the impression
-// already counted and answers duplicate.
-func errNotDurable(err error) *apiError {
-	return errorf(fasthttp.StatusServiceUnavailable, "storage unavailable, the request may not survive a restart; retrying it is safe: %s", storageReason(err))
-}
-
-// storageReason says what kind of failure err is, for clients: the
-// operating system's words for it ("no space left on device"), never the
-// file names and paths of the data directory the full error carries, which
-// the server's log has.
-func storageReason(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return "the data directory cannot be written (see the server's log)"
-}
-
 // RestoreStats describe what New restored from the data directory.
 type RestoreStats struct {
 	Snapshot    string        // file loaded, empty if none
@@ -136,15 +101,14 @@ type RestoreStats struct {
 // openStore restores the server's state from dir, then opens the log for
 // appending. Damage to the data stops it with an error naming the file and
 // offset: the server must not serve from partial state.
-func (s *Server) openStore(o *Options) error {
+func (l *local) openStore(o *Options, st *RestoreStats) error {
 	start := time.Now()
 	dir, err := store.OpenDir(o.DataDir)
 	if err != nil {
 		return err
 	}
-	st := &s.restored
 	st.resetDedup = o.ResetDedup
-	next, err := s.restore(dir, st)
+	next, err := l.restore(dir, st)
 	if err != nil {
 		dir.Close()
 		return err
@@ -152,29 +116,29 @@ func (s *Server) openStore(o *Options) error {
 	if !st.secretStored {
 		// Before the log opens: its first record must find the secret
 		// it was hashed with on disk, whatever crashes after.
-		if err := dir.CreateSecret(s.dedup.Hasher().Secret()); err != nil {
+		if err := dir.CreateSecret(l.dedup.Hasher().Secret()); err != nil {
 			dir.Close()
 			return err
 		}
 	}
-	s.dedup.Advance(s.now())
-	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: testHookOpenLogFile, Reserve: testHookLogReserve})
+	l.dedup.Advance(l.now())
+	log, err := store.OpenLog(dir, next, store.Options{FsyncInterval: o.FsyncInterval, OpenFile: o.OpenLogFile, Reserve: o.LogReserve})
 	if err != nil {
 		dir.Close()
 		return err
 	}
-	s.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
-	s.persist.unsnapped.Store(st.Records > 0)
-	s.persist.snapLogBytes.Store(-st.logBytes)
-	s.persist.snapSize.Store(st.snapshotSize)
+	l.persist = &persister{dir: dir, log: log, every: o.SnapshotInterval}
+	l.persist.unsnapped.Store(st.Records > 0)
+	l.persist.snapLogBytes.Store(-st.logBytes)
+	l.persist.snapSize.Store(st.snapshotSize)
 	if !log.Reserving() {
-		s.log.Warn("the data directory's file system cannot reserve space (fallocate): a full disk fails writes of impressions already acknowledged, which are kept in memory and lost if the process stops before the disk has room", "data_dir", o.DataDir)
+		l.log.Warn("the data directory's file system cannot reserve space (fallocate): a full disk fails writes of impressions already acknowledged, which are kept in memory and lost if the process stops before the disk has room", "data_dir", o.DataDir)
 	}
 	if st.DedupReset != "" {
 		// At once, before any request: the snapshot replaces the state
 		// that could not be loaded, so the next start needs no reset (and
 		// would otherwise drop this run's pairs as well).
-		if err := s.Snapshot(); err != nil {
+		if err := l.snapshot(); err != nil {
 			return err
 		}
 	}
@@ -184,7 +148,7 @@ func (s *Server) openStore(o *Options) error {
 
 // restore loads the newest snapshot and replays the log after it. It
 // returns the number of the segment to open next.
-func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
+func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	seg, ok, err := dir.LatestSnapshot()
 	if err != nil {
 		return 0, err
@@ -203,38 +167,38 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 		if meta, err = readMeta(snap); err != nil {
 			return 0, err
 		}
-		st.SnapshotAge = s.now().Sub(meta.taken)
+		st.SnapshotAge = l.now().Sub(meta.taken)
 	}
-	if err := s.adoptSecret(dir, snap, meta, st); err != nil {
+	if err := l.adoptSecret(dir, snap, meta, st); err != nil {
 		return 0, err
 	}
 	if snap != nil {
-		if err := s.loadSnapshot(snap, st); err != nil {
+		if err := l.loadSnapshot(snap, st); err != nil {
 			return 0, err
 		}
 	}
-	byIndex := make(map[uint32]*campaign)
-	for _, c := range s.campaigns.list() {
+	byIndex := make(map[uint32]*Campaign)
+	for _, c := range l.campaigns.list() {
 		byIndex[c.index] = c
 	}
-	now := s.now()
+	now := l.now()
 	nowMin := stats.Minute(now)
-	keyed, _ := s.dedup.(keyedDeduper)
-	add := s.dedup.Add
-	if x, ok := s.dedup.(*sketch.Exact); ok {
+	keyed, _ := l.dedup.(keyedDeduper)
+	add := l.dedup.Add
+	if x, ok := l.dedup.(*sketch.Exact); ok {
 		// Gathers the pairs and builds each map once, at its size.
-		l := x.Loader()
-		defer l.Close()
-		add = l.Add
+		ld := x.Loader()
+		defer ld.Close()
+		add = ld.Add
 	}
 	rs, err := dir.Replay(seg, func(r *store.Record) error {
 		switch r.Kind {
 		case store.KindCampaign:
-			c := &campaign{index: r.Campaign, id: string(r.ID), name: string(r.Name), start: r.Start}
+			c := newLocalCampaign(Campaign{index: r.Campaign, ID: string(r.ID), Name: string(r.Name), Start: r.Start})
 			if old := byIndex[c.index]; old != nil {
-				return fmt.Errorf("campaign index %d created twice (%q, %q)", c.index, old.id, c.id)
+				return fmt.Errorf("campaign index %d created twice (%q, %q)", c.index, old.ID, c.ID)
 			}
-			if err := s.campaigns.restore(c); err != nil {
+			if err := l.campaigns.restore(c); err != nil {
 				return err
 			}
 			byIndex[c.index] = c
@@ -248,7 +212,7 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			// the snapshot may already hold it in; nothing else may.
 			switch {
 			case r.User != nil:
-				add([]byte(c.id), r.User, r.Arrival)
+				add([]byte(c.ID), r.User, r.Arrival)
 			case keyed != nil && st.unkeyed:
 				// Hashed without a secret (ResetDedup): the key means
 				// nothing to this window; the record is only counted.
@@ -268,7 +232,7 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st.Campaigns = int(s.campaigns.count.Load())
+	st.Campaigns = int(l.campaigns.count.Load())
 	segs, err := dir.Segments()
 	if err != nil {
 		return 0, err
@@ -280,17 +244,10 @@ func (s *Server) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	return next, nil
 }
 
-// keyedDeduper is a window that takes pre-hashed pairs: Bloom. Its log
-// records carry the 16-byte key instead of the user id.
-type keyedDeduper interface {
-	TestAndAddKey(key sketch.Key, now time.Time) bool
-	AddKey(key sketch.Key, at time.Time)
-}
-
 // loadSnapshot reads the sections after the meta section of r: the
 // campaigns and the dedup window.
-func (s *Server) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
-	if err := r.Section(sectionCampaigns, s.readCampaigns); err != nil {
+func (l *local) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
+	if err := r.Section(sectionCampaigns, l.readCampaigns); err != nil {
 		return err
 	}
 	err := r.Section(sectionDedup, func(rd io.Reader) error {
@@ -298,7 +255,7 @@ func (s *Server) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
 			_, err := io.Copy(io.Discard, rd) // the checksum is still checked
 			return err
 		}
-		_, err := s.dedup.ReadFrom(rd)
+		_, err := l.dedup.ReadFrom(rd)
 		if errors.Is(err, sketch.ErrLayoutMismatch) && st.resetDedup {
 			st.DedupReset = err.Error()
 			_, err = io.Copy(io.Discard, rd)
@@ -315,19 +272,6 @@ func (s *Server) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
 	return r.End()
 }
 
-// Snapshot writes a snapshot of the whole state and deletes the log
-// segments it covers. Requests pause only while the log is cut and the
-// counters are copied.
-func (s *Server) Snapshot() error {
-	p := s.persist
-	if p == nil {
-		return errors.New("api: Snapshot needs Options.DataDir")
-	}
-	p.snapMu.Lock()
-	defer p.snapMu.Unlock()
-	return s.snapshotLocked(p)
-}
-
 // snapshotIfChanged writes a snapshot when one is due: the state changed
 // since the last snapshot (a record was appended after its cut, or records
 // replayed at start-up are in none), and the log written since is at least
@@ -336,8 +280,8 @@ func (s *Server) Snapshot() error {
 // as many snapshot bytes as log bytes, and a start-up replays at most one
 // snapshot's size of log on top of the interval's. It reports whether it
 // wrote one.
-func (s *Server) snapshotIfChanged() (bool, error) {
-	p := s.persist
+func (l *local) snapshotIfChanged() (bool, error) {
+	p := l.persist
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
 	ls := p.log.Stats()
@@ -346,12 +290,12 @@ func (s *Server) snapshotIfChanged() (bool, error) {
 		p.snapshotsSkipped.Add(1)
 		return false, nil
 	}
-	return true, s.snapshotLocked(p)
+	return true, l.snapshotLocked(p)
 }
 
-func (s *Server) snapshotLocked(p *persister) error {
+func (l *local) snapshotLocked(p *persister) error {
 	start := time.Now()
-	err := s.snapshot(p)
+	err := l.snapshotTo(p)
 	if err != nil {
 		p.snapshotFailures.Add(1)
 		return err
@@ -361,7 +305,7 @@ func (s *Server) snapshotLocked(p *persister) error {
 	return nil
 }
 
-func (s *Server) snapshot(p *persister) error {
+func (l *local) snapshotTo(p *persister) error {
 	paused := time.Now()
 	p.gate.Lock()
 	seg, err := p.log.Rotate()
@@ -370,7 +314,7 @@ func (s *Server) snapshot(p *persister) error {
 		return err
 	}
 	cut := p.log.Stats() // nothing is appended while the gate is held
-	camps := s.appendCampaigns(nil)
+	camps := l.appendCampaigns(nil)
 	p.gate.Unlock()
 	p.snapshotPause.Store(int64(time.Since(paused)))
 
@@ -380,14 +324,14 @@ func (s *Server) snapshot(p *persister) error {
 	}
 	defer w.Abort()
 	err = w.Section(sectionMeta, func(wr io.Writer) error {
-		_, err := wr.Write(snapshotMeta{taken: s.now(), secret: s.dedup.Hasher().Secret(), keyed: true}.append(nil))
+		_, err := wr.Write(snapshotMeta{taken: l.now(), secret: l.dedup.Hasher().Secret(), keyed: true}.append(nil))
 		return err
 	})
 	if err == nil {
 		err = w.Section(sectionCampaigns, func(wr io.Writer) error { _, err := wr.Write(camps); return err })
 	}
 	if err == nil {
-		err = w.Section(sectionDedup, func(wr io.Writer) error { _, err := s.dedup.WriteTo(wr); return err })
+		err = w.Section(sectionDedup, func(wr io.Writer) error { _, err := l.dedup.WriteTo(wr); return err })
 	}
 	if err == nil {
 		err = w.Commit()
@@ -405,14 +349,14 @@ func (s *Server) snapshot(p *persister) error {
 
 // appendCampaigns encodes every campaign: count, then per campaign its
 // index, id, name, start and counter.
-func (s *Server) appendCampaigns(b []byte) []byte {
-	all := s.campaigns.list()
+func (l *local) appendCampaigns(b []byte) []byte {
+	all := l.campaigns.list()
 	b = binary.AppendUvarint(b, uint64(len(all)))
 	for _, c := range all {
 		b = binary.AppendUvarint(b, uint64(c.index))
-		b = appendString(b, c.id)
-		b = appendString(b, c.name)
-		b = binary.LittleEndian.AppendUint64(b, uint64(c.start.UnixNano()))
+		b = appendString(b, c.ID)
+		b = appendString(b, c.Name)
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.Start.UnixNano()))
 		n := len(b)
 		b = append(b, 0, 0, 0, 0)
 		b, _ = c.counter.AppendBinary(b)
@@ -429,18 +373,18 @@ func appendString(b []byte, s string) []byte {
 var errCampaignsSection = errors.New("malformed campaigns section")
 
 // readCampaigns decodes appendCampaigns' encoding into the campaign table.
-func (s *Server) readCampaigns(rd io.Reader) error {
+func (l *local) readCampaigns(rd io.Reader) error {
 	r := bufio.NewReader(rd)
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return err
 	}
 	str := func() (string, error) {
-		l, err := binary.ReadUvarint(r)
-		if err != nil || l > 1<<16 {
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > 1<<16 {
 			return "", errCampaignsSection
 		}
-		b := make([]byte, l)
+		b := make([]byte, n)
 		_, err = io.ReadFull(r, b)
 		return string(b), err
 	}
@@ -451,32 +395,32 @@ func (s *Server) readCampaigns(rd io.Reader) error {
 		if err != nil || idx > 1<<32-1 {
 			return errCampaignsSection
 		}
-		c := &campaign{index: uint32(idx)}
-		if c.id, err = str(); err != nil {
+		c := newLocalCampaign(Campaign{index: uint32(idx)})
+		if c.ID, err = str(); err != nil {
 			return err
 		}
-		if c.name, err = str(); err != nil {
+		if c.Name, err = str(); err != nil {
 			return err
 		}
 		if _, err := io.ReadFull(r, fixed[:]); err != nil {
 			return err
 		}
-		c.start = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
+		c.Start = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
 		if _, err := io.ReadFull(r, fixed[:4]); err != nil {
 			return err
 		}
-		l := binary.LittleEndian.Uint32(fixed[:4])
-		if l > 16+8*stats.Minutes {
+		size := binary.LittleEndian.Uint32(fixed[:4])
+		if size > 16+8*stats.Minutes {
 			return errCampaignsSection
 		}
-		counter = append(counter[:0], make([]byte, l)...)
+		counter = append(counter[:0], make([]byte, size)...)
 		if _, err := io.ReadFull(r, counter); err != nil {
 			return err
 		}
 		if err := c.counter.UnmarshalBinary(counter); err != nil {
 			return err
 		}
-		if err := s.campaigns.restore(c); err != nil {
+		if err := l.campaigns.restore(c); err != nil {
 			return err
 		}
 	}
@@ -488,22 +432,22 @@ func (s *Server) readCampaigns(rd io.Reader) error {
 
 // closeStore writes a last snapshot if asked, then flushes and closes the
 // log and releases the directory.
-func (s *Server) closeStore(snapshot bool) error {
-	p := s.persist
+func (l *local) closeStore(snapshot bool) error {
+	p := l.persist
 	var errs []error
 	if snapshot {
 		// The log holds everything a failed snapshot would have: say so,
 		// but the shutdown is clean (the next start replays the log).
-		if _, err := s.snapshotIfChanged(); err != nil {
-			s.log.Error("final snapshot failed; the log holds every acknowledged write and is replayed at the next start", "err", err)
+		if _, err := l.snapshotIfChanged(); err != nil {
+			l.log.Error("final snapshot failed; the log holds every acknowledged write and is replayed at the next start", "err", err)
 		}
 	}
 	errs = append(errs, p.log.Close(), p.dir.Close())
 	return errors.Join(errs...)
 }
 
-func (s *Server) writeStoreMetrics(w io.Writer, help func(name, typ, text string)) {
-	p := s.persist
+func (l *local) writeStoreMetrics(w io.Writer, help func(name, typ, text string)) {
+	p := l.persist
 	if p == nil {
 		return
 	}

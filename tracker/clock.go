@@ -1,4 +1,4 @@
-package api
+package tracker
 
 import (
 	"sync"

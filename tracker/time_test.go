@@ -1,4 +1,4 @@
-package api
+package tracker
 
 import (
 	"regexp"
@@ -49,9 +49,9 @@ func TestParseTime(t *testing.T) {
 		{"0000-01-01T00:00:00Z", time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{"9999-12-31T23:59:59.999999999Z", time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
 	} {
-		got, ok := parseTime([]byte(tc.in))
+		got, ok := ParseTime([]byte(tc.in))
 		if ok != !tc.want.IsZero() || (ok && !got.Equal(tc.want)) {
-			t.Errorf("parseTime(%q) = %v, %v; want %v", tc.in, got, ok, tc.want)
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", tc.in, got, ok, tc.want)
 		}
 	}
 }
@@ -89,10 +89,10 @@ func FuzzParseTime(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, ok := parseTime([]byte(s))
+		got, ok := ParseTime([]byte(s))
 		want, wantOK := referenceTime(s)
 		if ok != wantOK || (ok && !got.Equal(want)) {
-			t.Fatalf("parseTime(%q) = %v, %v; reference %v, %v", s, got, ok, want, wantOK)
+			t.Fatalf("ParseTime(%q) = %v, %v; reference %v, %v", s, got, ok, want, wantOK)
 		}
 	})
 }
@@ -101,6 +101,6 @@ func BenchmarkParseTime(b *testing.B) {
 	in := []byte("2026-11-26T12:30:05Z")
 	b.ReportAllocs()
 	for b.Loop() {
-		parseTime(in)
+		ParseTime(in)
 	}
 }

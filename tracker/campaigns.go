@@ -1,0 +1,153 @@
+package tracker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/impressiond/impressiond/stats"
+)
+
+// minStart and maxStart bound a campaign's start time: whole years within
+// what a time.Time's UnixNano holds (1677-09-21 to 2262-04-11), the form
+// the write-ahead log, snapshots and Redis store it in. Outside them a
+// start would come back changed after a restart, so it is refused instead.
+var (
+	minStart = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxStart = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Create validates spec and registers the campaign. Once it returns nil the
+// campaign survives what the state promises to survive (with a data
+// directory: any crash; it was fsync'd first). An error changes nothing:
+// the campaign never appears, not even after a restart.
+func (t *Tracker) Create(spec CampaignSpec) (Campaign, error) {
+	c, err := t.newCampaign(&spec)
+	if err != nil {
+		return Campaign{}, err
+	}
+	switch err := t.st.create(c, t.maxCampaigns); err {
+	case nil:
+		return *c, nil
+	case errCampaignLimit:
+		return Campaign{}, campaignLimit(t.maxCampaigns)
+	case errCampaignExists:
+		return Campaign{}, campaignExists(c.ID)
+	default:
+		return Campaign{}, err
+	}
+}
+
+// newCampaign validates a creation request. The strings are copied: the
+// request's bytes may belong to a parser.
+func (t *Tracker) newCampaign(r *CampaignSpec) (*Campaign, error) {
+	switch {
+	case r.Name == nil:
+		return nil, ErrNameRequired
+	case !utf8.Valid(r.Name):
+		return nil, ErrNameUTF8
+	}
+	if n := utf8.RuneCount(r.Name); n < 1 || n > MaxNameRunes {
+		return nil, ErrNameLength
+	}
+	c := &Campaign{Name: string(r.Name)}
+	if r.ID != nil {
+		if !validID(r.ID) {
+			return nil, ErrIDInvalid
+		}
+		c.ID = string(r.ID)
+	} else {
+		c.ID = newCampaignID()
+	}
+	if r.Start != nil {
+		ts, ok := ParseTime(r.Start)
+		if !ok {
+			return nil, ErrStartTimeFormat
+		}
+		if ts.Before(minStart) || !ts.Before(maxStart) {
+			return nil, ErrStartTimeRange
+		}
+		c.Start = ts.UTC()
+	} else {
+		// Whole seconds, so that a client stamping impressions with
+		// second-precision RFC 3339 right after creation is not "before
+		// the start".
+		c.Start = t.now().UTC().Truncate(time.Second)
+	}
+	return c, nil
+}
+
+// newCampaignID returns "cmp_" and 20 random hex digits (80 bits).
+func newCampaignID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return "cmp_" + hex.EncodeToString(b[:])
+}
+
+// ValidID reports whether id can name a campaign: ^[A-Za-z0-9._-]{1,64}$,
+// and not . or .., so it can be used in a URL verbatim.
+func ValidID(id []byte) bool { return validID(id) }
+
+// Campaign returns the campaign with the given id, or ErrCampaignNotFound.
+func (t *Tracker) Campaign(id string) (Campaign, error) {
+	c, err := t.campaign(id)
+	if err != nil {
+		return Campaign{}, err
+	}
+	return *c, nil
+}
+
+func (t *Tracker) campaign(id string) (*Campaign, error) {
+	c, err := t.st.campaign([]byte(id))
+	switch {
+	case err != nil:
+		return nil, err
+	case c == nil:
+		return nil, ErrCampaignNotFound
+	}
+	return c, nil
+}
+
+// Campaigns returns one page of campaigns in id order: at most limit of
+// them whose ids sort strictly after after (empty: from the first), and
+// whether more follow. Every campaign whose Create returned before the
+// call is in its page. Both states page alike: the same order, the same
+// boundaries.
+func (t *Tracker) Campaigns(after string, limit int) ([]Campaign, bool, error) {
+	if limit < 1 {
+		return nil, false, errors.New("tracker: Campaigns needs a limit of at least 1")
+	}
+	return t.st.page(after, limit)
+}
+
+// Stats returns the campaign with the given id and its counts in the
+// windows ending with the current minute.
+func (t *Tracker) Stats(id string) (Campaign, stats.Window, error) {
+	c, err := t.campaign(id)
+	if err != nil {
+		return Campaign{}, stats.Window{}, err
+	}
+	w, err := t.st.window(c, stats.Minute(t.now()))
+	if err != nil {
+		return Campaign{}, stats.Window{}, err
+	}
+	return *c, w, nil
+}
+
+// Series returns the campaign with the given id and its per-minute counts
+// of the n minutes ending with the current minute, oldest first, minutes
+// without impressions as zeros; first is the Unix minute of counts[0].
+func (t *Tracker) Series(id string, n int) (c Campaign, first int64, counts []uint64, err error) {
+	cp, err := t.campaign(id)
+	if err != nil {
+		return Campaign{}, 0, nil, err
+	}
+	now := stats.Minute(t.now())
+	counts = make([]uint64, n)
+	if err := t.st.series(cp, now, counts); err != nil {
+		return Campaign{}, 0, nil, err
+	}
+	return *cp, now - int64(n) + 1, counts, nil
+}

@@ -1,0 +1,318 @@
+package tracker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/impressiond/impressiond/sketch"
+	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store"
+)
+
+// local is the in-process state: a campaign table, a dedup window and a
+// counter per campaign, made durable by a write-ahead log and snapshots
+// when persist is set (persist.go).
+type local struct {
+	dedup     sketch.Deduper
+	keyed     keyedDeduper   // dedup, when it takes pre-hashed keys (bloom)
+	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
+	hasher    sketch.Hasher  // dedup's, which keys the pairs given to keyed
+	campaigns *campaignTable
+	persist   *persister // nil without a data directory
+	now       func() time.Time
+	log       *slog.Logger
+
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+}
+
+// keyedDeduper is a window that takes pre-hashed pairs: Bloom. Its log
+// records carry the 16-byte key instead of the user id.
+type keyedDeduper interface {
+	TestAndAddKey(key sketch.Key, now time.Time) bool
+	AddKey(key sketch.Key, at time.Time)
+}
+
+// limitedDeduper is a window that bounds the pairs it holds: Exact, whose
+// refusals (sketch.ErrFull) are ErrDedupLimit.
+type limitedDeduper interface {
+	TestAndAddLimited(campaign, user []byte, now time.Time) (seen bool, err error)
+	RetryAfter(now time.Time) time.Duration
+}
+
+// localCampaign is a Campaign with its counter in the same allocation.
+type localCampaign struct {
+	Campaign
+	counter stats.Counter
+}
+
+func newLocalCampaign(c Campaign) *Campaign {
+	lc := &localCampaign{Campaign: c}
+	lc.Campaign.counter = &lc.counter
+	return &lc.Campaign
+}
+
+func openLocal(o *Options, now func() time.Time, st *RestoreStats) (*local, error) {
+	l := &local{
+		dedup:     o.Dedup,
+		hasher:    o.Dedup.Hasher(), // a data directory's replaces it (adoptSecret)
+		campaigns: newCampaignTable(),
+		now:       now,
+		log:       o.Logger,
+		stopCh:    make(chan struct{}),
+	}
+	l.keyed, _ = o.Dedup.(keyedDeduper)
+	l.limited, _ = o.Dedup.(limitedDeduper)
+	if o.DataDir != "" {
+		if err := l.openStore(o, st); err != nil {
+			return nil, err
+		}
+	}
+	// Idle shards rotate (and, in exact mode, free memory) without traffic.
+	l.every(time.Second, func() { l.dedup.Advance(l.now()) })
+	if p := l.persist; p != nil {
+		l.every(p.every, func() {
+			if _, err := l.snapshotIfChanged(); err != nil {
+				l.log.Error("snapshot failed; the log is kept until one succeeds", "err", err)
+			}
+		})
+	}
+	return l, nil
+}
+
+// every runs f each interval, in a goroutine of its own, until stopCh
+// closes; close waits for it.
+func (l *local) every(interval time.Duration, f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stopCh:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+}
+
+func (l *local) campaign(id []byte) (*Campaign, error) { return l.campaigns.get(id), nil }
+
+func (l *local) count() int { return int(l.campaigns.count.Load()) }
+
+func (l *local) page(after string, limit int) ([]Campaign, bool, error) {
+	p, more := pageOf(l.campaigns.ordered(), func(c *Campaign) string { return c.ID }, after, limit)
+	out := make([]Campaign, len(p))
+	for i, c := range p {
+		out[i] = *c
+	}
+	return out, more, nil
+}
+
+// create registers c and, on a durable state, has it fsync'd to the log
+// before it is visible or acknowledged.
+func (l *local) create(spec *Campaign, max int) error {
+	c := newLocalCampaign(*spec)
+	p := l.persist
+	if p == nil {
+		return l.campaigns.add(c, max, nil)
+	}
+	if err := p.log.Err(); err != nil {
+		return errStorage(err)
+	}
+	reserved := store.CampaignSize(len(c.ID), len(c.Name))
+	if err := p.log.Reserve(reserved); err != nil {
+		return errStorage(err)
+	}
+	p.gate.RLock()
+	defer p.gate.RUnlock()
+	appended := false
+	err := l.campaigns.add(c, max, func(c *Campaign) error {
+		b := p.batch()
+		defer p.batches.Put(b)
+		b.AddCampaign(c.index, c.ID, c.Name, c.Start)
+		appended = true
+		// A failed append is retracted by the log: the campaign is
+		// neither visible nor written, now or later.
+		return p.log.AppendReserved(b, reserved)
+	})
+	if !appended {
+		p.log.Release(reserved)
+	}
+	if err != nil && err != errCampaignExists && err != errCampaignLimit {
+		return errStorage(err)
+	}
+	return err
+}
+
+func (l *local) trackOne(c *Campaign, campaign, user []byte, at, now time.Time) (bool, error) {
+	p := l.persist
+	if p == nil {
+		return l.apply(c, campaign, user, at, now, nil)
+	}
+	if err := p.log.Err(); err != nil {
+		return false, errStorage(err)
+	}
+	// The record's place on disk is promised before anything changes, so
+	// a full disk refuses the impression rather than lose it.
+	reserved := store.ImpressionSize(len(user))
+	if err := p.log.Reserve(reserved); err != nil {
+		return false, errStorage(err)
+	}
+	b := p.batch()
+	defer p.batches.Put(b)
+	p.gate.RLock()
+	dup, err := l.apply(c, campaign, user, at, now, b)
+	aerr := p.log.AppendReserved(b, reserved)
+	p.gate.RUnlock()
+	if aerr != nil {
+		return false, errNotDurable(aerr)
+	}
+	return dup, err
+}
+
+func (l *local) track(items []judged, now time.Time, out []Outcome) error {
+	p := l.persist
+	if p == nil {
+		for _, it := range items {
+			out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.campaign, it.user, it.at, now, nil)
+		}
+		return nil
+	}
+	if err := p.log.Err(); err != nil {
+		return errStorage(err)
+	}
+	var reserved int
+	for _, it := range items {
+		reserved += store.ImpressionSize(len(it.user))
+	}
+	if err := p.log.Reserve(reserved); err != nil {
+		return errStorage(err)
+	}
+	rec := p.batch()
+	defer p.batches.Put(rec)
+	p.gate.RLock()
+	for _, it := range items {
+		out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.campaign, it.user, it.at, now, rec)
+	}
+	err := p.log.AppendReserved(rec, reserved)
+	p.gate.RUnlock()
+	if err != nil {
+		return errNotDurable(err)
+	}
+	return nil
+}
+
+// apply dedups and counts one judged impression of c arriving at now. A
+// counted impression's log record is added to rec, unless rec is nil.
+func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec *store.Batch) (dup bool, err error) {
+	var key sketch.Key
+	switch {
+	case l.keyed != nil:
+		key = l.hasher.Key(campaign, user)
+		dup = l.keyed.TestAndAddKey(key, now)
+	case l.limited != nil:
+		// A pair refused at the bound was not recorded: it is neither
+		// counted nor logged, and a retry is judged afresh.
+		if dup, err = l.limited.TestAndAddLimited(campaign, user, now); err != nil {
+			return false, ErrDedupLimit
+		}
+	default:
+		dup = l.dedup.TestAndAdd(campaign, user, now)
+	}
+	if dup {
+		return true, nil
+	}
+	m := stats.Minute(at)
+	c.counter.Add(m, stats.Minute(now))
+	if rec != nil {
+		var u []byte
+		if l.keyed == nil {
+			u = user // exact mode replays the pair's bytes
+		}
+		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, u)
+	}
+	return false, nil
+}
+
+func (l *local) window(c *Campaign, now int64) (stats.Window, error) { return c.counter.Read(now), nil }
+
+func (l *local) series(c *Campaign, now int64, dst []uint64) error {
+	first := now - int64(len(dst)) + 1
+	for i := range dst {
+		dst[i] = c.counter.At(first + int64(i))
+	}
+	return nil
+}
+
+func (l *local) retryAfter(now time.Time) time.Duration {
+	if l.limited == nil {
+		return 0
+	}
+	return l.limited.RetryAfter(now)
+}
+
+func (l *local) ready() error { return nil }
+
+func (l *local) snapshot() error {
+	p := l.persist
+	if p == nil {
+		return errors.New("tracker: Snapshot needs Options.DataDir")
+	}
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	return l.snapshotLocked(p)
+}
+
+func (l *local) close(final bool) error {
+	close(l.stopCh)
+	l.wg.Wait()
+	if l.persist != nil {
+		return l.closeStore(final)
+	}
+	return nil
+}
+
+func (l *local) writeMetrics(w io.Writer, help func(name, typ, text string)) {
+	help("impressiond_campaigns", "gauge", "Campaigns registered.")
+	fmt.Fprintf(w, "impressiond_campaigns %d\n", l.count())
+	help("impressiond_dedup_bytes", "gauge", "Memory held by the dedup window (exact for bloom, an estimate for exact).")
+	fmt.Fprintf(w, "impressiond_dedup_bytes %d\n", l.dedup.Bytes())
+	help("impressiond_dedup_generations", "gauge", "Generations kept per dedup shard: slices + 1 in exact mode, the sub-filter pool's slots in bloom mode.")
+	fmt.Fprintf(w, "impressiond_dedup_generations %d\n", l.dedup.Generations())
+	help("impressiond_dedup_rotations_total", "counter", "Dedup shard generations recycled (bloom: sub-filters freed a TTL after their last pair).")
+	fmt.Fprintf(w, "impressiond_dedup_rotations_total %d\n", l.dedup.Rotations())
+	if x, ok := l.dedup.(*sketch.Exact); ok {
+		help("impressiond_dedup_pairs", "gauge", "Distinct pairs held by the exact dedup window's live generations.")
+		fmt.Fprintf(w, "impressiond_dedup_pairs %d\n", x.Len())
+		help("impressiond_dedup_max_pairs", "gauge", "The most pairs the exact dedup window holds (-dedup-max-pairs); new pairs beyond it get 503. 0 if unbounded.")
+		fmt.Fprintf(w, "impressiond_dedup_max_pairs %d\n", x.MaxPairs())
+	}
+	if b, ok := l.dedup.(*sketch.Bloom); ok {
+		st := b.Stats()
+		help("impressiond_dedup_pool_live", "gauge", "Bloom sub-filters holding pairs, over all shards.")
+		fmt.Fprintf(w, "impressiond_dedup_pool_live %d\n", st.Live)
+		help("impressiond_dedup_pool_slots", "gauge", "Bloom sub-filters there is memory for, over all shards.")
+		fmt.Fprintf(w, "impressiond_dedup_pool_slots %d\n", st.Slots)
+		help("impressiond_dedup_open_load", "gauge", "Mean load of the open bloom sub-filters against their design load (1 = full).")
+		fmt.Fprintf(w, "impressiond_dedup_open_load %g\n", st.OpenLoad)
+		help("impressiond_dedup_open_load_max", "gauge", "Highest load of any shard's open bloom sub-filter against its design load.")
+		fmt.Fprintf(w, "impressiond_dedup_open_load_max %g\n", st.MaxOpenLoad)
+		help("impressiond_dedup_fp_estimate", "gauge", "Estimated rate at which a fresh pair is taken for a repeat now: the live sub-filters' rates at their loads, summed per shard, averaged over shards.")
+		fmt.Fprintf(w, "impressiond_dedup_fp_estimate %g\n", st.FalsePositive)
+		help("impressiond_dedup_fp_target", "gauge", "The -dedup-fp target the estimate stays under while traffic keeps within -dedup-capacity.")
+		fmt.Fprintf(w, "impressiond_dedup_fp_target %g\n", b.TargetFalsePositiveRate())
+		help("impressiond_dedup_pool_full_total", "counter", "Bloom sub-filter closes refused for want of a free slot: traffic beyond -dedup-capacity.")
+		fmt.Fprintf(w, "impressiond_dedup_pool_full_total %d\n", st.PoolFull)
+		help("impressiond_dedup_overfill_total", "counter", "Pairs added to a bloom sub-filter past its design load: each raises the false-positive rate.")
+		fmt.Fprintf(w, "impressiond_dedup_overfill_total %d\n", st.Overfills)
+	}
+	l.writeStoreMetrics(w, help)
+}

@@ -1,0 +1,71 @@
+package tracker
+
+import (
+	"io"
+	"time"
+
+	"github.com/impressiond/impressiond/stats"
+)
+
+// state is where campaigns, the dedup window and the counters live: in
+// this process (local, with or without a write-ahead log) or in a shared
+// Redis (shared). It is the one seam between the track decision and the
+// storage: the Tracker above it never asks which one it has, and the
+// suite in state_test.go runs against both.
+//
+// Every method is safe for concurrent use. Errors other than the
+// sentinels named are *Error values fit for a client.
+type state interface {
+	// campaign returns the campaign with the given id, nil if there is
+	// none. The id may point into a request; it is not kept.
+	campaign(id []byte) (*Campaign, error)
+	// create registers c, unless its id is taken (errCampaignExists) or
+	// max campaigns exist (errCampaignLimit). Once it returns nil, c
+	// survives whatever the state promises to survive.
+	create(c *Campaign, max int) error
+	// page returns the campaigns whose ids sort strictly after after, in
+	// id order, at most limit of them, and whether more follow.
+	page(after string, limit int) ([]Campaign, bool, error)
+	// count returns the number of campaigns, for metrics.
+	count() int
+
+	// trackOne dedups and counts one judged impression of c (whose id
+	// campaign holds, as the request carried it) by user with event time
+	// at, arriving at now: dup reports a repeat. It is track for one item
+	// without a slice: the single-impression path allocates nothing.
+	trackOne(c *Campaign, campaign, user []byte, at, now time.Time) (dup bool, err error)
+	// track dedups and counts the judged items of one batch, all
+	// arriving at now, in order: out[it.index] gets each outcome. An
+	// error fails the whole batch (no outcome is set then).
+	track(items []judged, now time.Time, out []Outcome) error
+
+	// window reads c's counts in the windows ending with minute now.
+	window(c *Campaign, now int64) (stats.Window, error)
+	// series fills dst with c's per-minute counts of the len(dst) minutes
+	// ending with now, oldest first.
+	series(c *Campaign, now int64, dst []uint64) error
+
+	// retryAfter is how long until the dedup window next frees room for
+	// a new pair, when it bounds its pairs.
+	retryAfter(now time.Time) time.Duration
+	// snapshot writes a snapshot now, if the state keeps any.
+	snapshot() error
+	// ready reports a reason the state cannot serve now (Redis down),
+	// nil when it can.
+	ready() error
+	// writeMetrics writes the state's metrics in the Prometheus text
+	// format; help writes a family's HELP and TYPE lines.
+	writeMetrics(w io.Writer, help func(name, typ, text string))
+	// close stops the state's background work and releases it; with
+	// final, a durable state first writes a snapshot if one is due.
+	close(final bool) error
+}
+
+// judged is one batch item that passed the rules: its campaign, user and
+// event time, and its place in the batch.
+type judged struct {
+	c              *Campaign
+	campaign, user []byte
+	at             time.Time
+	index          int
+}
