@@ -329,20 +329,18 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	return fasthttp.StatusContinue
 }
 
-var (
-	errNotReady  = newError(fasthttp.StatusServiceUnavailable, "not ready: starting or shutting down")
-	errRedisDown = newError(fasthttp.StatusServiceUnavailable, "not ready: the shared store (Redis) does not answer")
-)
+var errNotReady = newError(fasthttp.StatusServiceUnavailable, "not ready: starting or shutting down")
 
 // readyz answers 200 while the server is serving, 503 before Serve and
-// from the start of Shutdown, so a load balancer drains it first.
+// from the start of Shutdown, so a load balancer drains it first, and
+// while the tracker cannot serve (its shared store does not answer).
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	if !s.ready.Load() {
 		writeError(ctx, errNotReady)
 		return
 	}
-	if s.core.Ready() != nil {
-		writeError(ctx, errRedisDown)
+	if err := s.core.Ready(); err != nil {
+		writeError(ctx, newError(fasthttp.StatusServiceUnavailable, "not ready: "+err.Error()))
 		return
 	}
 	ctx.SetContentType(contentTypeJSON)
