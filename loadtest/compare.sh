@@ -15,6 +15,10 @@
 # affects all three alike. At the end it prints each round's requests per
 # second, the medians and the ratios of impressiond to each baseline.
 #
+# With BASE=<git ref> it compares impressiond with the impressiond of that
+# ref instead (built into bin/impressiond-base), both with the same flags:
+# a change measured side by side with what it replaces.
+#
 # With PERSISTENCE=1 it compares impressiond with itself instead: memory
 # only, -data-dir with the default -fsync-interval 1s, and -fsync-interval 0
 # (each data directory fresh, under a temporary directory), and prints what
@@ -26,6 +30,7 @@
 #   ROUNDS=5 DURATION=30s loadtest/compare.sh
 #   IMPRESSIOND_ARGS="-dedup exact" loadtest/compare.sh
 #   PERSISTENCE=1 loadtest/compare.sh
+#   BASE=v1.2.0 ROUNDS=7 loadtest/compare.sh
 #
 # Environment:
 #
@@ -35,6 +40,7 @@
 #   USERS             distinct users cycled over by track.lua (default 1000000)
 #   IMPRESSIOND_ARGS  extra flags for impressiond (default none)
 #   PERSISTENCE       1 to compare persistence off, fsync 1s and fsync 0
+#   BASE              a git ref to compare impressiond with
 #   FLOOR_PORT, NETHTTP_PORT, IMPRESSIOND_PORT
 #                     ports on 127.0.0.1 (defaults 8081, 8082, 8080)
 #
@@ -53,9 +59,12 @@ NETHTTP_PORT=${NETHTTP_PORT:-8082}
 IMPRESSIOND_PORT=${IMPRESSIOND_PORT:-8080}
 
 PERSISTENCE=${PERSISTENCE:-0}
+BASE=${BASE:-}
 
 readonly HOST=127.0.0.1
-if [[ $PERSISTENCE == 1 ]]; then
+if [[ -n $BASE ]]; then
+	readonly SERVERS=(base impressiond)
+elif [[ $PERSISTENCE == 1 ]]; then
 	readonly SERVERS=(memory fsync-1s fsync-0)
 else
 	readonly SERVERS=(floor nethttp impressiond)
@@ -90,6 +99,13 @@ echo "building bin/impressiond, bin/baseline-floor, bin/baseline-nethttp"
 go build -o bin/impressiond ./cmd/impressiond
 go build -o bin/baseline-floor ./loadtest/baseline/floor
 go build -o bin/baseline-nethttp ./loadtest/baseline/nethttp
+if [[ -n $BASE ]]; then
+	echo "building bin/impressiond-base from $BASE"
+	basetree=$(mktemp -d)
+	git worktree add -q --detach "$basetree" "$BASE"
+	(cd "$basetree" && go build -o "$OLDPWD/bin/impressiond-base" ./cmd/impressiond)
+	git worktree remove --force "$basetree"
+fi
 
 work=$(mktemp -d)
 server_pid=""
@@ -118,6 +134,7 @@ start_server() {
 	case $name in
 	floor) taskset -c 1 bin/baseline-floor -addr "$addr" >"$log" 2>&1 & ;;
 	nethttp) taskset -c 1 bin/baseline-nethttp -addr "$addr" >"$log" 2>&1 & ;;
+	base) taskset -c 1 bin/impressiond-base -addr "$addr" "${extra_args[@]}" >"$log" 2>&1 & ;;
 	impressiond | memory) taskset -c 1 bin/impressiond -addr "$addr" "${extra_args[@]}" >"$log" 2>&1 & ;;
 	fsync-1s) taskset -c 1 bin/impressiond -addr "$addr" -data-dir "$log.data" "${extra_args[@]}" >"$log" 2>&1 & ;;
 	fsync-0) taskset -c 1 bin/impressiond -addr "$addr" -data-dir "$log.data" -fsync-interval 0 "${extra_args[@]}" >"$log" 2>&1 & ;;
@@ -221,7 +238,9 @@ END {
 		printf " %12.0f\n", med[name]
 	}
 	print ""
-	if ("memory" in med) {
+	if ("base" in med) {
+		printf "impressiond/base     %.3f  (%+.1f%%)\n", med["impressiond"] / med["base"], 100 * (med["impressiond"] / med["base"] - 1)
+	} else if ("memory" in med) {
 		printf "fsync-1s/memory      %.3f  (persistence costs %.1f%%)\n", med["fsync-1s"] / med["memory"], 100 * (1 - med["fsync-1s"] / med["memory"])
 		printf "fsync-0/memory       %.3f  (persistence costs %.1f%%)\n", med["fsync-0"] / med["memory"], 100 * (1 - med["fsync-0"] / med["memory"])
 	} else {

@@ -91,4 +91,8 @@
 // and its own generations, so requests on different keys rarely contend and
 // no request serialises the others. Rotation is lazy: a shard catches up
 // with the clock whenever it is touched, or when Advance is called.
+//
+// It owns the dedup structures and nothing else: it knows no HTTP, JSON,
+// campaigns or storage, and must not import the other packages of this
+// module (tracker decides when a window is written and read).
 package sketch

@@ -9,4 +9,7 @@
 // Windows have minute resolution: LastHour sums the 60 buckets ending with
 // the current minute, LastDay the 1440. An impression whose minute is older
 // than the ring counts in Total only.
+//
+// It owns the counters and their encoding only, on the standard library;
+// it must not import the other packages of this module.
 package stats

@@ -46,4 +46,9 @@
 //	snapshot-0000000000000007.snap  state before segment 7
 //
 // See docs/DURABILITY.md for the byte layout of each file.
+//
+// It owns the bytes on disk: it moves records and sections and knows
+// neither what a campaign or a dedup window is nor HTTP; it imports the
+// standard library only and must not import the other packages of this
+// module (tracker decides what goes in the records and snapshots).
 package store

@@ -1,5 +1,9 @@
 // Command impressiond serves the impression-counting API. See README.md for
 // the flags; each also reads IMPRESSIOND_<FLAG> from the environment.
+//
+// It owns the flags, the environment, the start-up log and the process
+// lifecycle: it builds the dedup window or opens the Redis store from the
+// flags, opens a tracker.Tracker on it, and serves it with api.Server.
 package main
 
 import (

@@ -2,6 +2,10 @@
 // so that any number of stateless impressiond instances behind a load
 // balancer agree on campaigns, dedup decisions and counts.
 //
+// It owns the keys, the Lua scripts and the connection; it imports
+// sketch for pair keys and filter sizing only, and must not import tracker
+// or api (tracker.shared adapts it to the domain core).
+//
 // # Keys
 //
 // Every key of a campaign carries the campaign id as its hash tag, so one
