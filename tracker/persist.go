@@ -98,9 +98,9 @@ type RestoreStats struct {
 	resetDedup   bool // Options.ResetDedup
 }
 
-// openStore restores the server's state from dir, then opens the log for
+// openStore restores the state from the data directory, then opens the log for
 // appending. Damage to the data stops it with an error naming the file and
-// offset: the server must not serve from partial state.
+// offset: nothing must be served from partial state.
 func (l *local) openStore(o *Options, st *RestoreStats) error {
 	start := time.Now()
 	dir, err := store.OpenDir(o.DataDir)
@@ -139,6 +139,8 @@ func (l *local) openStore(o *Options, st *RestoreStats) error {
 		// that could not be loaded, so the next start needs no reset (and
 		// would otherwise drop this run's pairs as well).
 		if err := l.snapshot(); err != nil {
+			log.Close()
+			dir.Close() // the directory's lock goes with it: a retry can open it
 			return err
 		}
 	}

@@ -280,7 +280,7 @@ func (s *shared) ready() error {
 func (s *shared) close(bool) error { return nil }
 
 func (s *shared) writeMetrics(w io.Writer, help func(name, typ, text string)) {
-	help("impressiond_campaigns", "gauge", "Campaigns registered.")
+	help("impressiond_campaigns", "gauge", "Campaigns registered; with a shared Redis, the campaigns this instance has read from it (counting them all would scan Redis on every scrape).")
 	fmt.Fprintf(w, "impressiond_campaigns %d\n", s.count())
 	up := 0
 	if s.remote.Healthy() {
