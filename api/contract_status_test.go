@@ -34,7 +34,7 @@ func rawContractExchange(t *testing.T, addr, method, target string, header map[s
 	for k, v := range header {
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}
-	if body != "" {
+	if _, chunked := header["Transfer-Encoding"]; body != "" && !chunked {
 		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
 	}
 	b.WriteString("\r\n" + body)
@@ -150,5 +150,22 @@ func TestContractNoFallbackStatus(t *testing.T) {
 	}
 	if err := doc.Validate(context.Background()); err != nil {
 		t.Fatalf("the altered document is not valid OpenAPI, so the test proves nothing: %v", err)
+	}
+}
+
+// TestContractMalformedBody sends every documented operation a chunked
+// body whose chunk size is not hexadecimal: the body is read before
+// routing whatever the method, so each answers the JSON 400.
+func TestContractMalformedBody(t *testing.T) {
+	_, addr := serveTCP(t, Options{MaxConnsPerIP: 1000})
+	chunked := map[string]string{"Transfer-Encoding": "chunked"}
+	for _, op := range specOperations(t, "c1") {
+		status, h, body := rawContractExchange(t, addr, op[0], op[1], chunked, "zz\r\nabc\r\n0\r\n\r\n")
+		if status != 400 || h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: %d %s, want 400 application/json", op[0], op[1], status, h.Get("Content-Type"))
+		}
+		if op[0] != "HEAD" && string(body) != `{"error":"malformed HTTP request","code":400}` {
+			t.Errorf("%s %s: body %s", op[0], op[1], body)
+		}
 	}
 }

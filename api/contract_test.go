@@ -377,12 +377,12 @@ func TestContractDocument(t *testing.T) {
 					t.Errorf("%s: response %q: document each status on its own", name, code)
 				}
 			}
-			// Every route answers these, whatever the handler: 413 and
-			// 503 because bodies are read (within -max-body and
-			// -max-body-memory) before routing, whatever the method; 429
-			// and 503 because the connection limits refuse before a
+			// Every route answers these, whatever the handler: 400, 413
+			// and 503 because bodies are read (framed, within -max-body
+			// and -max-body-memory) before routing, whatever the method;
+			// 429 and 503 because the connection limits refuse before a
 			// request is read.
-			for _, status := range []int{405, 408, 413, 429, 431, 500, 503} {
+			for _, status := range []int{400, 405, 408, 413, 429, 431, 500, 503} {
 				if op.Responses.Status(status) == nil {
 					t.Errorf("%s: status %d is not documented", name, status)
 				}
