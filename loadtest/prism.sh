@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Stoplight Prism as a validating proxy in front of impressiond: the
 # requests below go through `prism proxy docs/openapi.yaml <upstream>
-# --errors`, which checks each request and the server's answer against the
-# document and, with --errors, answers a violation itself (500,
+# --errors --cors=false`, which checks each request and the server's
+# answer against the document and, with --errors, answers a violation itself (500,
 # application/problem+json, an sl-violations header) instead of passing the
 # server's answer on. The script fails unless every answer has the status
 # the server is expected to give and prism logged no error or warning.
+# --cors=false: otherwise prism answers preflights itself and adds CORS
+# headers of its own to every answer.
 #
 # What prism cannot forward is sent straight to impressiond instead and
 # only its status checked: methods the document does not list and paths it
@@ -56,7 +58,7 @@ up=http://$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$tmp/impressiond.log" | head -n1
 # again should another process take it before prism binds it.
 for attempt in 1 2 3; do
 	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	"$PRISM" proxy "$SPEC" "$up" --errors -h 127.0.0.1 -p "$port" >"$tmp/prism.log" 2>&1 &
+	"$PRISM" proxy "$SPEC" "$up" --errors --cors=false -h 127.0.0.1 -p "$port" >"$tmp/prism.log" 2>&1 &
 	ppid=$!
 	for _ in $(seq 600); do
 		grep -q 'Prism is listening' "$tmp/prism.log" && break
@@ -87,6 +89,16 @@ check() {
 		echo "FAIL $method $path: got $got, want $want" >&2
 		sed 's/^/    /' "$tmp/headers" "$tmp/body" >&2
 		echo >&2
+		failed=$((failed + 1))
+	fi
+}
+# header NAME VALUE: the last answer has header NAME with VALUE, or none
+# with VALUE empty.
+header() {
+	local got
+	got=$(grep -i "^$1:" "$tmp/headers" | head -n1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//' || true)
+	if [ "$got" != "$2" ]; then
+		echo "FAIL header $1: got '$got', want '$2'" >&2
 		failed=$((failed + 1))
 	fi
 }
@@ -133,6 +145,7 @@ via 422 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" -d '{"campaign_id":
 via 401 POST /api/v1/impressions "${json[@]}" -d '{"campaign_id":"c1","user_id":"u1"}'
 via 401 POST /api/v1/impressions -H 'Authorization: Bearer adm' "${json[@]}" "${shop[@]}" -d '{"campaign_id":"c1","user_id":"u1"}'
 via 413 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" "${shop[@]}" -d '{"campaign_id":"c1","user_id":"u1","pad":"'"$pad"'"}'
+header Access-Control-Allow-Origin https://shop.example
 via 415 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" -H 'Content-Encoding: br' -d '{"campaign_id":"c1","user_id":"u1"}'
 # Valid JSON labelled gzip: the body does not decode.
 via 400 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" -H 'Content-Encoding: gzip' -d '{"campaign_id":"c1","user_id":"u1"}'
@@ -148,6 +161,8 @@ via 400 POST /api/v1/impressions/batch "${ingest[@]}" "${json[@]}" -H 'Content-E
 # The pixel.
 via 200 GET '/api/v1/pixel.gif?campaign_id=c1&user_id=p1&token=ing'
 via 200 GET '/api/v1/pixel.gif?campaign_id=c1&user_id=p1&token=ing' "${shop[@]}"
+header Access-Control-Allow-Origin https://shop.example
+header X-Impression-Status duplicate
 via 200 HEAD '/api/v1/pixel.gif?campaign_id=c1&user_id=p2&token=ing'
 via 401 GET '/api/v1/pixel.gif?campaign_id=c1&user_id=p3'
 via 401 GET '/api/v1/pixel.gif?campaign_id=c1&user_id=p3&token=wrong'
@@ -158,7 +173,9 @@ via 422 GET '/api/v1/pixel.gif?campaign_id=c1&user_id=p5&timestamp=yesterday&tok
 # CORS preflights, from an allowed origin and from another.
 for path in /api/v1/impressions /api/v1/impressions/batch /api/v1/pixel.gif; do
 	via 204 OPTIONS "$path" "${shop[@]}" -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: authorization, content-type'
+	header Access-Control-Allow-Origin https://shop.example
 	via 204 OPTIONS "$path" -H 'Origin: https://elsewhere.example' -H 'Access-Control-Request-Method: POST'
+	header Access-Control-Allow-Origin ''
 done
 
 # Health and monitoring.
@@ -186,6 +203,8 @@ straight 200 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" -H 'Content-En
 # Prism logs a violation, and any request it answered itself, as an error
 # or a warning.
 violations=$(grep -cE '✖|⚠' "$tmp/prism.log" || true)
+forwarded=$(grep -o 'has returned [0-9]*' "$tmp/prism.log" | awk '{print $3}' | sort -n | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep = ", "}')
+echo "statuses prism forwarded from impressiond: $forwarded"
 echo "prism proxy: $sent requests through prism, $direct straight to impressiond; $failed unexpected answers; $violations violations logged by prism"
 if [ "$violations" -gt 0 ]; then
 	grep -E '✖|⚠' "$tmp/prism.log" >&2
