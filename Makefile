@@ -78,3 +78,28 @@ promcheck:
 lint:
 	go vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed on the files above"; exit 1; }
+
+# Node tools that check docs/openapi.yaml, installed by npm into bin/ at
+# pinned versions, so that a run does not change with the registry's
+# latest release. Neither is part of `make test`: both need Node and npm.
+PRISM_VERSION := 5.14.2
+REDOCLY_VERSION := 2.77.0
+PRISM := bin/prism-$(PRISM_VERSION)/node_modules/.bin/prism
+REDOCLY := bin/redocly-$(REDOCLY_VERSION)/node_modules/.bin/redocly
+
+.PHONY: prism lint-openapi
+
+$(PRISM):
+	npm install --no-audit --no-fund --prefix bin/prism-$(PRISM_VERSION) @stoplight/prism-cli@$(PRISM_VERSION)
+
+$(REDOCLY):
+	npm install --no-audit --no-fund --prefix bin/redocly-$(REDOCLY_VERSION) @redocly/cli@$(REDOCLY_VERSION)
+
+# Traffic on every route through Prism's validating proxy in front of the
+# built server; fails on any violation (loadtest/prism.sh).
+prism: build $(PRISM)
+	PRISM=$(PRISM) BIN=bin/impressiond bash loadtest/prism.sh
+
+# The rules are in redocly.yaml.
+lint-openapi: $(REDOCLY)
+	$(REDOCLY) lint docs/openapi.yaml

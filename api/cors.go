@@ -91,20 +91,58 @@ func ParseCORSOrigin(o string) (string, error) {
 // allowOrigin sets Access-Control-Allow-Origin if the request's Origin is
 // allowed, and reports whether it did; it sets Vary: Origin either way.
 func (c *cors) allowOrigin(ctx *fasthttp.RequestCtx) bool {
-	ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
-	origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
+	return c.allowOriginOn(&ctx.Response.Header, ctx.Request.Header.Peek(fasthttp.HeaderOrigin))
+}
+
+// allowOriginOn is allowOrigin for a response header h other than the
+// context's own.
+func (c *cors) allowOriginOn(h *fasthttp.ResponseHeader, origin []byte) bool {
+	h.Set(fasthttp.HeaderVary, "Origin")
 	if len(origin) == 0 {
 		return false
 	}
 	if c.any {
-		ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
+		h.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
 		return true
 	}
 	if _, ok := c.origins[string(origin)]; !ok {
 		return false
 	}
-	ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+	h.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
 	return true
+}
+
+// refusal sets on h, the header of an answer written before routing (a
+// body over -max-body or over the body memory budget), the CORS headers
+// the route's own answers carry: without them a page calling an ingest
+// route could not read why it was refused, only see a network error. It
+// covers the methods wrap covers (POST on the track routes, GET and HEAD
+// on the pixel), on the path as the router will see it. Off, or for any
+// other request, it sets nothing.
+func (c *cors) refusal(ctx *fasthttp.RequestCtx, h *fasthttp.ResponseHeader) {
+	if c == nil {
+		return
+	}
+	p := ctx.Request.URI().PathOriginal()
+	if needsCleaning(p) {
+		p = cleanPath(nil, p) // rare: the fast path has no escapes
+	}
+	m := ctx.Request.Header.Method()
+	switch string(p) {
+	case "/api/v1/impressions", "/api/v1/impressions/batch":
+		if string(m) != fasthttp.MethodPost {
+			return
+		}
+	case pixelPath:
+		if string(m) != fasthttp.MethodGet && string(m) != fasthttp.MethodHead {
+			return
+		}
+	default:
+		return
+	}
+	if c.allowOriginOn(h, ctx.Request.Header.Peek(fasthttp.HeaderOrigin)) {
+		h.Set(fasthttp.HeaderAccessControlExposeHeaders, corsExposeHeaders)
+	}
 }
 
 // wrap adds the CORS headers of actual responses to h's; off, it is h.

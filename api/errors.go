@@ -147,12 +147,15 @@ func (s *Server) rejectAndDrain(ctx *fasthttp.RequestCtx, e *apiError) {
 	cw, ok := conn.(interface{ CloseWrite() error })
 	if !ok {
 		writeError(ctx, e)
+		s.cors.refusal(ctx, &ctx.Response.Header)
 		return
 	}
 	var resp fasthttp.Response
 	resp.SetStatusCode(e.code)
 	resp.Header.SetContentType(contentTypeJSON)
 	resp.Header.SetServer(serverName)
+	// Written before routing, so the CORS wrapper of the route never ran.
+	s.cors.refusal(ctx, &resp.Header)
 	resp.SetConnectionClose()
 	resp.SetBody(e.body)
 	if _, err := resp.WriteTo(conn); err != nil {
