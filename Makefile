@@ -39,7 +39,7 @@ test:
 	@# year back: a test that mixes a fixed date with a real clock fails now,
 	@# not on the day the date passes.
 	for shift in 8760h -8760h; do \
-		IMPRESSIOND_TEST_CLOCK_SHIFT=$$shift IMPRESSIOND_TEST_STORE=redis go test -race -count=1 ./api ./store/redisstore || exit 1; \
+		IMPRESSIOND_TEST_CLOCK_SHIFT=$$shift IMPRESSIOND_TEST_STORE=redis go test -race -count=1 ./api ./tracker ./store/redisstore || exit 1; \
 	done
 
 bench:

@@ -62,7 +62,7 @@ func TestCORSOnPreRoutingRefusals(t *testing.T) {
 				if tc.method != "POST" {
 					continue // the fasthttp client sends no body with GET
 				}
-				ts := newTestServer(t, "exact", func(opts *Options) {
+				ts := newTestServer(t, "exact", func(opts *testOptions) {
 					opts.MaxBodySize, opts.MaxBodyMemory, opts.CORSOrigins = o.MaxBodySize, o.MaxBodyMemory, o.CORSOrigins
 				})
 				r := ts.doWith(tc.method, tc.path, lim.body, hdr).want(t, lim.status)

@@ -158,6 +158,7 @@ func (s *Server) rejectAndDrain(ctx *fasthttp.RequestCtx, e *apiError) {
 	s.cors.refusal(ctx, &resp.Header)
 	resp.SetConnectionClose()
 	resp.SetBody(e.body)
+	resp.SkipBody = ctx.IsHead() // a HEAD answer has no body (RFC 9110 §9.3.2), its length all the same
 	if _, err := resp.WriteTo(conn); err != nil {
 		return
 	}

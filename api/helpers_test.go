@@ -179,7 +179,10 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 	}
 	clock := &fakeClock{t: testNow}
 	o := testOptions{
-		Options:     Options{MaxBodySize: 4 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		// Generous read and write timeouts: hundreds of goroutines under
+		// -race on a busy machine may wait seconds for a turn, and that is
+		// not what these tests measure (tests of the timeouts set theirs).
+		Options:     Options{MaxBodySize: 4 << 20, ReadTimeout: time.Minute, WriteTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		coreOptions: coreOptions{Dedup: dedup, MaxSkew: time.Minute, Now: clock.Now},
 	}
 	for _, f := range opts {
