@@ -126,7 +126,7 @@ func TestRestart(t *testing.T) {
 				dir := t.TempDir()
 				clock := &fakeClock{t: suiteNow(t)}
 				a := openDir(t, mode, dir, clock, nil)
-				if st := a.Restored(); !st.NewSecret || st.Campaigns != 0 || st.Snapshot != "" || st.Records != 0 {
+				if st := a.Restored(); !st.NewSecret || st.DedupReset != "" || st.Campaigns != 0 || st.Snapshot != "" || st.Records != 0 {
 					t.Fatalf("a new directory restored %+v", st)
 				}
 				pairs := fill(t, a, clock)

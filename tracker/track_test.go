@@ -170,7 +170,7 @@ func TestIDChars(t *testing.T) {
 	clock := &fakeClock{t: suiteNow(t)}
 	tr := openTracker(t, clock, nil)
 	create(t, tr, "c", clock.Now().Add(-time.Hour))
-	refused := []string{"\x00", "a\x1f", "\x1fa", "a\x7fb", "\u0080", "x\u009f", "\xff", "a\xc3", "\xe2\x82", "\xc0\xaf", "\xed\xa0\x80"}
+	refused := []string{"\x00", "\x80", "a\x80b", "\xbf", "a\x1f", "\x1fa", "a\x7fb", "\u0080", "x\u009f", "\xff", "a\xc3", "\xe2\x82", "\xc0\xaf", "\xed\xa0\x80"}
 	passed := []string{" ", "~", "a b", "\u00a0", "\u00ff", "\ufffd", "日本", "\U0001F600", "\x7e\x20"}
 	for _, s := range refused {
 		if _, err := tr.Track(imp("c", s)); err != ErrUserIDChars {
