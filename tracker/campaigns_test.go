@@ -151,27 +151,70 @@ func TestCreateDefaults(t *testing.T) {
 // TestCreateConflicts: a taken id and the campaign limit are Conflict
 // errors naming the id and the limit; the first campaign is unchanged.
 func TestCreateConflicts(t *testing.T) {
-	clock := &fakeClock{t: suiteNow(t)}
-	tr := openTracker(t, clock, func(o *Options) { o.MaxCampaigns = 2 })
-	first := create(t, tr, "a", clock.Now().Add(-time.Hour))
-	_, err := tr.Create(spec("a", "other", ""))
-	if e, ok := err.(*Error); !ok || e.Kind != Conflict || e.Msg != `campaign "a" already exists` {
-		t.Fatalf("taken id: %#v", err)
-	}
-	if c, _ := tr.Campaign("a"); !same(c, first) {
-		t.Fatalf("campaign a became %+v", c)
-	}
-	create(t, tr, "b", clock.Now())
-	_, err = tr.Create(spec("c", "n", ""))
-	if e, ok := err.(*Error); !ok || e.Kind != Conflict || e.Msg != "campaign limit reached: this server holds at most 2 campaigns" {
-		t.Fatalf("at the limit: %#v", err)
-	}
-	if _, err := tr.Campaign("c"); err != ErrCampaignNotFound {
-		t.Fatalf("a refused campaign exists: %v", err)
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "durable"}[durable], func(t *testing.T) {
+			clock := &fakeClock{t: suiteNow(t)}
+			dir := ""
+			if durable {
+				dir = t.TempDir()
+			}
+			tr := openTracker(t, clock, func(o *Options) { o.MaxCampaigns, o.DataDir = 2, dir })
+			first := create(t, tr, "a", clock.Now().Add(-time.Hour))
+			_, err := tr.Create(spec("a", "other", ""))
+			if e, ok := err.(*Error); !ok || e.Kind != Conflict || e.Msg != `campaign "a" already exists` {
+				t.Fatalf("taken id: %#v", err)
+			}
+			if c, _ := tr.Campaign("a"); !same(c, first) {
+				t.Fatalf("campaign a became %+v", c)
+			}
+			if n := metric(t, tr, "impressiond_campaigns"); n != "1" {
+				t.Fatalf("campaigns gauge %s after a refused duplicate, want 1", n)
+			}
+			create(t, tr, "b", clock.Now())
+			for range 2 {
+				_, err = tr.Create(spec("c", "n", ""))
+				if e, ok := err.(*Error); !ok || e.Kind != Conflict || e.Msg != "campaign limit reached: this server holds at most 2 campaigns" {
+					t.Fatalf("at the limit: %#v", err)
+				}
+			}
+			if _, err := tr.Campaign("c"); err != ErrCampaignNotFound {
+				t.Fatalf("a refused campaign exists: %v", err)
+			}
+			if n := metric(t, tr, "impressiond_campaigns"); n != "2" {
+				t.Fatalf("campaigns gauge %s at the limit, want 2", n)
+			}
+			if durable {
+				if err := tr.Close(); err != nil {
+					t.Fatal(err)
+				}
+				again := openTracker(t, clock, func(o *Options) { o.MaxCampaigns, o.DataDir = 2, dir })
+				if st := again.Restored(); st.Campaigns != 2 {
+					t.Fatalf("restored %+v, want the 2 campaigns created", st)
+				}
+				if c, _ := again.Campaign("a"); !same(c, first) {
+					t.Fatalf("campaign a restored as %+v", c)
+				}
+			}
+		})
 	}
 	// MaxCampaigns zero is the default, not zero campaigns.
+	clock := &fakeClock{t: suiteNow(t)}
 	def := openTracker(t, clock, func(o *Options) { o.MaxCampaigns = 0 })
 	create(t, def, "a", clock.Now())
+}
+
+// metric reads one gauge or counter of WriteMetrics.
+func metric(t *testing.T, tr *Tracker, name string) string {
+	t.Helper()
+	var b strings.Builder
+	tr.WriteMetrics(&b, func(name, typ, text string) {})
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return ""
 }
 
 // TestCampaignsPages: pages in id order, strictly after the cursor,
@@ -210,6 +253,15 @@ func TestCampaignsPages(t *testing.T) {
 	}
 	if cs, _, _ := tr.Campaigns("", 1); cs[0].Name != "Campaign a" {
 		t.Errorf("page holds %+v", cs[0])
+	}
+	// A campaign created after a listing is in the next one.
+	create(t, tr, "f", clock.Now())
+	create(t, tr, "0", clock.Now())
+	if cs, more, err := tr.Campaigns("d", 5); err != nil || ids(cs) != "e,f" || more {
+		t.Errorf("after creating f: %s, %v, %v", ids(cs), more, err)
+	}
+	if cs, _, _ := tr.Campaigns("", 1); ids(cs) != "0" {
+		t.Errorf("after creating 0: first page %s", ids(cs))
 	}
 	if _, _, err := tr.Campaigns("", 0); err == nil {
 		t.Error("Campaigns with limit 0 succeeded")
