@@ -45,11 +45,15 @@ func TestOpenLogsToLogger(t *testing.T) {
 	if _, err := tr.Track(imp("c", "u")); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Close(); err != nil {
+	if err := tr.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "cannot reserve space") {
 		t.Fatalf("the logger got %q, want the warning that space cannot be reserved", buf.String())
+	}
+	// A final snapshot that succeeded is not reported as failed.
+	if strings.Contains(buf.String(), "snapshot failed") {
+		t.Fatalf("the logger got %q after a good final snapshot", buf.String())
 	}
 }
 
