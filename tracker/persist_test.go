@@ -200,6 +200,12 @@ func TestSnapshotCoversLog(t *testing.T) {
 		t.Fatalf("after two snapshots and a record: segments %v, snapshots %v; want one of each", wals, snaps)
 	}
 	b := openDir(t, "exact", dir, clock, nil)
+	if got := metric(t, a, "impressiond_snapshot_failures_total"); got != "0" {
+		t.Fatalf("snapshot_failures_total %s after good snapshots", got)
+	}
+	if got := metric(t, a, "impressiond_snapshot_last_success_timestamp_seconds"); got == "0" {
+		t.Fatal("no last snapshot time after good snapshots")
+	}
 	if st := b.Restored(); st.Records != 1 || st.Snapshot != snaps[0] {
 		t.Fatalf("restored %+v; want the snapshot and the one record after it", st)
 	}
@@ -511,5 +517,48 @@ func TestSnapshotAfterLogReplay(t *testing.T) {
 	again := openDir(t, "exact", dir, clock, nil)
 	if st := again.Restored(); st.Snapshot == "" || st.Records != 0 || st.Campaigns != 1 {
 		t.Fatalf("restored %+v", st)
+	}
+}
+
+// TestSnapshotDueAtEqualSize: "at least as large as that snapshot": a log
+// grown by exactly the snapshot's size since it makes the next one due.
+func TestSnapshotDueAtEqualSize(t *testing.T) {
+	clock := &fakeClock{t: suiteNow(t)}
+	tr, l := durableLocal(t, t.TempDir(), clock)
+	create(t, tr, "c", clock.Now().Add(-time.Hour))
+	if err := tr.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	p := l.persist
+	gap := func() int64 { return p.snapSize.Load() - (int64(p.log.Stats().Bytes) - p.snapLogBytes.Load()) }
+	n := 0
+	track := func(user string) int64 {
+		t.Helper()
+		before := gap()
+		if _, err := tr.Track(imp("c", user)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		return before - gap()
+	}
+	// A record's size is a fixed part and the user id.
+	d2, d3 := track("m1"), track("m12")
+	base := d2 - 2
+	if d3 != base+3 {
+		t.Fatalf("records of 2- and 3-byte users take %d and %d bytes: not a fixed part and the id", d2, d3)
+	}
+	for gap() > base+120 { // the last id stays under 128 bytes: one byte of length
+		track(fmt.Sprintf("f%05d", n))
+	}
+	last := gap() - base
+	if last < 1 || last > 127 {
+		t.Fatalf("cannot close a gap of %d bytes with one record", gap())
+	}
+	track(strings.Repeat("z", int(last)))
+	if g := gap(); g != 0 {
+		t.Fatalf("gap %d after the last record, want 0", g)
+	}
+	if wrote, err := l.snapshotIfChanged(); err != nil || !wrote {
+		t.Fatalf("log grown by exactly the snapshot's size: wrote %v, %v; want written", wrote, err)
 	}
 }

@@ -282,7 +282,7 @@ func TestUnkeyedDataReset(t *testing.T) {
 			tr, d := openWith(t, "bloom", dir, clock, true)
 			st := tr.Restored()
 			want := map[bool]string{false: "log segments but no secret file", true: "holds no secret"}[snapshot]
-			if !strings.Contains(st.DedupReset, want) || !st.NewSecret || st.Campaigns != 2 {
+			if !strings.Contains(st.DedupReset, want) || !st.NewSecret || st.Campaigns != 2 || st.Took <= 0 {
 				t.Fatalf("restored %+v; want the window reset (%q), a new secret, the 2 campaigns", st, want)
 			}
 			if a, b := total(t, tr, "alpha"), total(t, tr, "beta"); a != 10 || b != 20 {

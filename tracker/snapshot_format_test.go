@@ -148,6 +148,12 @@ func TestRestoreCampaignsSection(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A single campaign at index 0: the next one created gets 1.
+	one := openDir(t, "exact", snapshotWith(t, nil, campaignsSection(campaignEntry(0, "a", 0))), clock, nil)
+	create(t, one, "c", clock.Now())
+	if got := one.st.(*local).campaigns.get([]byte("c")).index; got != 1 {
+		t.Fatalf("a campaign created after index 0 was restored got index %d, want 1", got)
+	}
 	again := openDir(t, "exact", dir, clock, nil)
 	if st := again.Restored(); st.Campaigns != 3 {
 		t.Fatalf("restored %+v", st)
