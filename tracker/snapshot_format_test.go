@@ -1,0 +1,216 @@
+package tracker
+
+import (
+	"encoding/binary"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/impressiond/impressiond/stats"
+	"github.com/impressiond/impressiond/store"
+)
+
+// Unit tests of what restore accepts in a snapshot's meta and campaigns
+// sections: the bounds readMeta and readCampaigns check, each exactly at
+// the limit and one past it. A snapshot passes its checksum before these
+// checks; they stand between a well-formed file of another writer (or a
+// bug) and a state served from it.
+
+// snapshotWith writes a directory whose snapshot holds the given meta and
+// campaigns sections (nil: the ones a tracker wrote) and returns it.
+func snapshotWith(t *testing.T, meta, campaigns []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	clock := &fakeClock{t: suiteNow(t)}
+	tr := openDir(t, "exact", dir, clock, nil)
+	create(t, tr, "seed", clock.Now())
+	if err := tr.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := store.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	seg, _, _ := d.LatestSnapshot()
+	r, err := d.OpenSnapshot(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sections [3][]byte
+	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+		err := r.Section(kind, func(rd io.Reader) (err error) { sections[i], err = io.ReadAll(rd); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	if meta != nil {
+		sections[0] = meta
+	}
+	if campaigns != nil {
+		sections[1] = campaigns
+	}
+	w, err := d.CreateSnapshot(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+		if err := w.Section(kind, func(wr io.Writer) error { _, err := wr.Write(sections[i]); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// campaignEntry encodes one campaign as appendCampaigns does, with a
+// counter of counterSize bytes (0: an empty counter's encoding).
+func campaignEntry(idx uint64, id string, counterSize int) []byte {
+	b := binary.AppendUvarint(nil, idx)
+	b = appendString(b, id)
+	b = appendString(b, "Name "+id[:min(len(id), 8)])
+	b = binary.LittleEndian.AppendUint64(b, uint64(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano()))
+	var counter []byte
+	if counterSize == 0 {
+		var c stats.Counter
+		counter, _ = c.AppendBinary(nil)
+	} else {
+		counter = make([]byte, counterSize)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(counter)))
+	return append(b, counter...)
+}
+
+func campaignsSection(entries ...[]byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(entries)))
+	for _, e := range entries {
+		b = append(b, e...)
+	}
+	return b
+}
+
+// TestRestoreCampaignsSection: restore takes every well-formed campaign,
+// at the largest index and the longest string it allows, and refuses each
+// malformed section.
+func TestRestoreCampaignsSection(t *testing.T) {
+	clock := &fakeClock{t: suiteNow(t)}
+	maxCounter := 16 + 8*stats.Minutes
+	longID := strings.Repeat("x", 1<<16)
+	for _, tc := range []struct {
+		name    string
+		section []byte
+		want    string // in Open's error; empty: Open succeeds
+	}{
+		{"well-formed", campaignsSection(campaignEntry(0, "a", 0), campaignEntry(7, "b", 0)), ""},
+		{"largest index", campaignsSection(campaignEntry(1<<32-1, "a", 0)), ""},
+		{"index beyond uint32", campaignsSection(campaignEntry(1<<32, "a", 0)), "malformed campaigns section"},
+		{"longest string", campaignsSection(campaignEntry(0, longID, 0)), ""},
+		{"string too long", campaignsSection(campaignEntry(0, longID+"x", 0)), "malformed campaigns section"},
+		{"largest counter size", campaignsSection(campaignEntry(0, "a", maxCounter)), "stats: counter state"},
+		{"counter too large", campaignsSection(campaignEntry(0, "a", maxCounter+1)), "malformed campaigns section"},
+		{"trailing byte", append(campaignsSection(campaignEntry(0, "a", 0)), 0), "malformed campaigns section"},
+		{"one campaign short", campaignsSection(campaignEntry(0, "a", 0))[1:], "malformed campaigns section"},
+		{"id twice", campaignsSection(campaignEntry(0, "a", 0), campaignEntry(1, "a", 0)), "restored twice"},
+		{"truncated", campaignsSection(campaignEntry(0, "a", 0))[:5], "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := snapshotWith(t, nil, tc.section)
+			err := openDirErr(t, "exact", dir, clock, nil)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Open = %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Open = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	// What restore took is served, at its index: a new campaign after the
+	// largest index restored gets the next one, and a restart keeps both.
+	dir := snapshotWith(t, nil, campaignsSection(campaignEntry(0, "a", 0), campaignEntry(7, "b", 0)))
+	tr := openDir(t, "exact", dir, clock, nil)
+	b, err := tr.Campaign("b")
+	if err != nil || b.Name != "Name b" || !b.Start.Equal(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)) || b.Start.Location() != time.UTC {
+		t.Fatalf("restored b as %+v, %v", b, err)
+	}
+	if st := tr.Restored(); st.Campaigns != 2 {
+		t.Fatalf("restored %+v", st)
+	}
+	create(t, tr, "c", clock.Now())
+	if got := tr.st.(*local).campaigns.get([]byte("c")).index; got != 8 {
+		t.Fatalf("a campaign created after index 7 was restored got index %d, want 8", got)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A single campaign at index 0: the next one created gets 1.
+	one := openDir(t, "exact", snapshotWith(t, nil, campaignsSection(campaignEntry(0, "a", 0))), clock, nil)
+	create(t, one, "c", clock.Now())
+	if got := one.st.(*local).campaigns.get([]byte("c")).index; got != 1 {
+		t.Fatalf("a campaign created after index 0 was restored got index %d, want 1", got)
+	}
+	again := openDir(t, "exact", dir, clock, nil)
+	if st := again.Restored(); st.Campaigns != 3 {
+		t.Fatalf("restored %+v", st)
+	}
+}
+
+// TestRestoreMetaSection: the meta section is the time, then the secret:
+// 8 or 24 bytes, nothing else.
+func TestRestoreMetaSection(t *testing.T) {
+	clock := &fakeClock{t: suiteNow(t)}
+	taken := binary.LittleEndian.AppendUint64(nil, uint64(clock.Now().Add(-time.Hour).UnixNano()))
+	keyed := append(append([]byte{}, taken...), make([]byte, 16)...)
+	keyed[8] = 9
+	for _, tc := range []struct {
+		name string
+		meta []byte
+		want string
+	}{
+		{"keyed", keyed, ""},
+		{"time only", taken, ""},
+		{"9 bytes", append(append([]byte{}, taken...), 1), "meta section of 9 bytes"},
+		{"25 bytes", append(append([]byte{}, keyed...), 1), "meta section of 25 bytes"},
+		{"empty", []byte{}, "meta section of 0 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := snapshotWith(t, tc.meta, nil)
+			// The directory's own secret file would disagree with the
+			// snapshot's: take it away, as when restoring a backup.
+			removeSecret(t, dir)
+			d := newDedup(t, "exact", 0)
+			tr, err := Open(Options{Dedup: d, DataDir: dir, Now: clock.Now, Logger: quiet, SnapshotInterval: time.Hour})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Open = %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Open = %v, want an error with %q", err, tc.want)
+			}
+			if err != nil {
+				return
+			}
+			defer tr.Close()
+			if st := tr.Restored(); st.SnapshotAge != time.Hour {
+				t.Fatalf("snapshot age %v, want the hour the meta section says", st.SnapshotAge)
+			}
+			if tc.name == "keyed" && (d.Hasher().Secret() != [16]byte(keyed[8:]) || tr.Restored().NewSecret) {
+				t.Fatalf("secret %x, want the meta section's %x", d.Hasher().Secret(), keyed[8:])
+			}
+			if tc.name == "time only" && !tr.Restored().NewSecret {
+				t.Fatal("an unkeyed exact snapshot without a secret file: no new secret")
+			}
+		})
+	}
+}
+
+func removeSecret(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, "SECRET")); err != nil {
+		t.Fatal(err)
+	}
+}
