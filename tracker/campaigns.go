@@ -54,7 +54,7 @@ func (t *Tracker) newCampaign(r *CampaignSpec) (*Campaign, error) {
 	}
 	c := &Campaign{Name: string(r.Name)}
 	if r.ID != nil {
-		if !validID(r.ID) {
+		if !ValidID(r.ID) {
 			return nil, ErrIDInvalid
 		}
 		c.ID = string(r.ID)
@@ -85,10 +85,6 @@ func newCampaignID() string {
 	rand.Read(b[:])
 	return "cmp_" + hex.EncodeToString(b[:])
 }
-
-// ValidID reports whether id can name a campaign: ^[A-Za-z0-9._-]{1,64}$,
-// and not . or .., so it can be used in a URL verbatim.
-func ValidID(id []byte) bool { return validID(id) }
 
 // Campaign returns the campaign with the given id, or ErrCampaignNotFound.
 func (t *Tracker) Campaign(id string) (Campaign, error) {

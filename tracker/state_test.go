@@ -2,7 +2,6 @@ package tracker
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -354,5 +353,4 @@ func testStateMetrics(t *testing.T, s state, clock *fakeClock) {
 			t.Errorf("sample %q has no HELP", line)
 		}
 	}
-	_ = io.Discard
 }

@@ -172,9 +172,9 @@ func (t *campaignTable) list() []*Campaign {
 	return all
 }
 
-// validID reports whether id matches ^[A-Za-z0-9._-]{1,64}$ and is not a
+// ValidID reports whether id can name a campaign: it matches ^[A-Za-z0-9._-]{1,64}$ and is not a
 // path segment of its own (. or ..), so it can be used in a URL verbatim.
-func validID(id []byte) bool {
+func ValidID(id []byte) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
