@@ -16,6 +16,15 @@ const (
 	KindCampaign Kind = 1
 	// KindImpression records one counted impression.
 	KindImpression Kind = 2
+	// KindDefine records a campaign's whole definition: at creation, and
+	// again after every change (a later record of the same index replaces
+	// the earlier one). It supersedes KindCampaign, which earlier versions
+	// wrote and which is still read.
+	KindDefine Kind = 3
+	// KindDelete records that the campaign of an index was deleted: its
+	// definition, counts and dedup pairs are gone, and no record of that
+	// index follows it.
+	KindDelete Kind = 4
 )
 
 // Record is one log entry. Slices in a Record handed to a replay callback
@@ -27,9 +36,16 @@ type Record struct {
 	// refer to it rather than repeat the id.
 	Campaign uint32
 
-	// KindCampaign: the campaign's id, name and start.
+	// KindCampaign and KindDefine: the campaign's id, name and start.
 	ID, Name []byte
 	Start    time.Time
+	// KindDefine only: the campaign's end (HasEnd false: none), and the
+	// suffix its dedup pairs are keyed with after the id (see
+	// tracker.Campaign), so that a campaign created again under a deleted
+	// one's id shares none of its pairs.
+	End     time.Time
+	HasEnd  bool
+	KeyTail []byte
 
 	// KindImpression: when the impression arrived (the dedup clock), the
 	// event minute it was counted in, and the pair: its 128-bit key in
@@ -84,6 +100,38 @@ func (b *Batch) AddCampaign(index uint32, id, name string, start time.Time) {
 		p = binary.AppendUvarint(p, uint64(len(name)))
 		p = append(p, name...)
 		return binary.LittleEndian.AppendUint64(p, uint64(start.UnixNano()))
+	})
+	b.sync = true
+}
+
+// AddDefine appends a campaign definition record and marks the batch
+// sync, as AddCampaign does. end is ignored unless hasEnd.
+func (b *Batch) AddDefine(index uint32, id, name string, start time.Time, end time.Time, hasEnd bool, keyTail string) {
+	b.frame(func(p []byte) []byte {
+		p = append(p, byte(KindDefine))
+		p = binary.AppendUvarint(p, uint64(index))
+		p = binary.AppendUvarint(p, uint64(len(id)))
+		p = append(p, id...)
+		p = binary.AppendUvarint(p, uint64(len(name)))
+		p = append(p, name...)
+		p = binary.LittleEndian.AppendUint64(p, uint64(start.UnixNano()))
+		if hasEnd {
+			p = append(p, 1)
+			p = binary.LittleEndian.AppendUint64(p, uint64(end.UnixNano()))
+		} else {
+			p = append(p, 0)
+		}
+		p = binary.AppendUvarint(p, uint64(len(keyTail)))
+		return append(p, keyTail...)
+	})
+	b.sync = true
+}
+
+// AddDelete appends a deletion record and marks the batch sync.
+func (b *Batch) AddDelete(index uint32) {
+	b.frame(func(p []byte) []byte {
+		p = append(p, byte(KindDelete))
+		return binary.AppendUvarint(p, uint64(index))
 	})
 	b.sync = true
 }
@@ -154,6 +202,20 @@ func (r *Record) decode(p []byte) error {
 		r.ID = d.bytes()
 		r.Name = d.bytes()
 		r.Start = time.Unix(0, int64(d.u64())).UTC()
+	case KindDefine:
+		r.ID = d.bytes()
+		r.Name = d.bytes()
+		r.Start = time.Unix(0, int64(d.u64())).UTC()
+		switch d.byte() {
+		case 0:
+		case 1:
+			r.HasEnd = true
+			r.End = time.Unix(0, int64(d.u64())).UTC()
+		default:
+			d.err = errBadRecord
+		}
+		r.KeyTail = d.bytes()
+	case KindDelete:
 	case KindImpression:
 		ns := int64(d.u64())
 		r.Arrival = time.Unix(0, ns)
@@ -248,3 +310,12 @@ func ImpressionSize(userLen int) int {
 func CampaignSize(idLen, nameLen int) int {
 	return recordHeader + 1 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen64 + idLen + nameLen + 8
 }
+
+// DefineSize bounds the bytes Batch.AddDefine adds for a campaign with id,
+// name and key tail of these lengths.
+func DefineSize(idLen, nameLen, keyTailLen int) int {
+	return CampaignSize(idLen, nameLen) + 1 + 8 + binary.MaxVarintLen64 + keyTailLen
+}
+
+// DeleteSize bounds the bytes Batch.AddDelete adds.
+const DeleteSize = recordHeader + 1 + binary.MaxVarintLen32

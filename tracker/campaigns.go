@@ -43,14 +43,8 @@ func (t *Tracker) Create(spec CampaignSpec) (Campaign, error) {
 // newCampaign validates a creation request. The strings are copied: the
 // request's bytes may belong to a parser.
 func (t *Tracker) newCampaign(r *CampaignSpec) (*Campaign, error) {
-	switch {
-	case r.Name == nil:
-		return nil, ErrNameRequired
-	case !utf8.Valid(r.Name):
-		return nil, ErrNameUTF8
-	}
-	if n := utf8.RuneCount(r.Name); n < 1 || n > MaxNameRunes {
-		return nil, ErrNameLength
+	if err := checkName(r.Name); err != nil {
+		return nil, err
 	}
 	c := &Campaign{Name: string(r.Name)}
 	if r.ID != nil {
@@ -76,7 +70,103 @@ func (t *Tracker) newCampaign(r *CampaignSpec) (*Campaign, error) {
 		// the start".
 		c.Start = t.now().UTC().Truncate(time.Second)
 	}
+	if r.End != nil {
+		end, err := parseEnd(r.End, c.Start)
+		if err != nil {
+			return nil, err
+		}
+		c.End = end
+	}
 	return c, nil
+}
+
+// parseEnd reads an end_time, which must not be before start.
+func parseEnd(b []byte, start time.Time) (time.Time, error) {
+	ts, ok := ParseTime(b)
+	switch {
+	case !ok:
+		return time.Time{}, ErrEndTimeFormat
+	case ts.Before(start) || !ts.Before(maxStart):
+		return time.Time{}, ErrEndTimeRange
+	}
+	return ts.UTC(), nil
+}
+
+// checkName applies the rules of a campaign's name.
+func checkName(name []byte) error {
+	switch {
+	case name == nil:
+		return ErrNameRequired
+	case !utf8.Valid(name):
+		return ErrNameUTF8
+	}
+	if n := utf8.RuneCount(name); n < 1 || n > MaxNameRunes {
+		return ErrNameLength
+	}
+	return nil
+}
+
+// Update changes the campaign with the given id as p says and returns it
+// as it is now. Changes of one campaign are applied one at a time, each to
+// the result of the one before. Once it returns nil the change survives
+// what the state promises to survive; an error changes nothing. An
+// impression judged while the change is applied is judged by the campaign
+// as it was before or after, never a mix.
+func (t *Tracker) Update(id string, p CampaignPatch) (Campaign, error) {
+	if p.Name != nil {
+		if err := checkName(p.Name); err != nil {
+			return Campaign{}, err
+		}
+	}
+	var end time.Time
+	if p.End != nil {
+		ts, ok := ParseTime(p.End)
+		if !ok {
+			return Campaign{}, ErrEndTimeFormat
+		}
+		end = ts.UTC()
+	}
+	c, err := t.st.update([]byte(id), func(old *Campaign) (*Campaign, error) {
+		c := *old
+		if p.Name != nil {
+			c.Name = string(p.Name)
+		}
+		switch {
+		case p.ClearEnd:
+			c.End = time.Time{}
+		case p.End != nil:
+			if end.Before(c.Start) || !end.Before(maxStart) {
+				return nil, ErrEndTimeRange
+			}
+			c.End = end
+		}
+		return &c, nil
+	})
+	switch {
+	case err != nil:
+		return Campaign{}, err
+	case c == nil:
+		return Campaign{}, ErrCampaignNotFound
+	}
+	return *c, nil
+}
+
+// Delete removes the campaign with the given id: its routes answer
+// ErrCampaignNotFound from then on, its counts are freed, and a campaign
+// created under the same id later starts from nothing, sharing no count
+// and no dedup pair with it. An impression of it judged before the
+// deletion is either counted before it or refused with
+// ErrCampaignNotFound. Once it returns nil the deletion survives what the
+// state promises to survive; an error changes nothing.
+func (t *Tracker) Delete(id string) error {
+	ok, err := t.st.remove([]byte(id))
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return ErrCampaignNotFound
+	}
+	return nil
 }
 
 // newCampaignID returns "cmp_" and 20 random hex digits (80 bits).

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -54,7 +55,7 @@ func TestCreateRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if c, err := tr.Create(tc.spec); err != tc.want || c != (Campaign{}) {
+			if c, err := tr.Create(tc.spec); err != tc.want || !reflect.DeepEqual(c, Campaign{}) {
 				t.Fatalf("Create = %+v, %v; want %v", c, err, tc.want)
 			}
 		})

@@ -28,6 +28,8 @@ const (
 	// impression was neither counted nor recorded (HTTP 503 with
 	// Retry-After, see Tracker.RetryAfter).
 	DedupLimit
+	// Unsupported: the state cannot do this (HTTP 501). Nothing changed.
+	Unsupported
 )
 
 // Error is every error the tracker answers a request with. Its message is
@@ -55,6 +57,7 @@ var (
 	ErrTimestampFormat    = newError(Invalid, "timestamp must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
 	ErrCampaignNotFound   = newError(NotFound, "campaign not found")
 	ErrBeforeStart        = newError(Invalid, "timestamp is before the campaign's start_time")
+	ErrAfterEnd           = newError(Invalid, "timestamp is after the campaign's end_time")
 
 	ErrNameRequired    = newError(Invalid, "name is required")
 	ErrNameLength      = newError(Invalid, "name must be 1 to "+strconv.Itoa(MaxNameRunes)+" characters")
@@ -62,6 +65,13 @@ var (
 	ErrIDInvalid       = newError(Invalid, "id must match ^[A-Za-z0-9._-]{1,64}$ and not be . or ..")
 	ErrStartTimeFormat = newError(Invalid, "start_time must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z")
 	ErrStartTimeRange  = newError(Invalid, "start_time must be from 1678-01-01T00:00:00Z to 2261-12-31T23:59:59.999999999Z, the range that is stored without change")
+	ErrEndTimeFormat   = newError(Invalid, "end_time must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z, or null to remove it")
+	ErrEndTimeRange    = newError(Invalid, "end_time must not be before start_time, and before 2262-01-01T00:00:00Z")
+
+	// ErrLifecycleUnsupported answers a change, a deletion or an end_time
+	// where the state cannot apply them to every server at once.
+	ErrLifecycleUnsupported = newError(Unsupported,
+		"changing, ending and deleting campaigns is not available with a shared Redis store yet")
 
 	// ErrDedupLimit answers an impression of a new pair while the exact
 	// window holds -dedup-max-pairs pairs: nothing was counted or

@@ -1,11 +1,14 @@
 package tracker
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/impressiond/impressiond/sketch"
@@ -44,16 +47,37 @@ type limitedDeduper interface {
 	RetryAfter(now time.Time) time.Duration
 }
 
-// localCampaign is a Campaign with its counter in the same allocation.
+// localCampaign is a Campaign with its counter and deletion flag in the
+// same allocation. Every version of a campaign (Update) points to the
+// first one's.
 type localCampaign struct {
 	Campaign
 	counter stats.Counter
+	gone    atomic.Bool
 }
 
-func newLocalCampaign(c Campaign) *Campaign {
+// newLocalCampaign returns c with a counter of its own, keyed in dedup by
+// keyTail (see Campaign.key; empty: by its id alone).
+func newLocalCampaign(c Campaign, keyTail string) *Campaign {
 	lc := &localCampaign{Campaign: c}
 	lc.Campaign.counter = &lc.counter
+	lc.Campaign.gone = &lc.gone
+	lc.Campaign.keyTail = keyTail
+	if keyTail == "" {
+		lc.Campaign.key = []byte(c.ID)
+	} else {
+		lc.Campaign.key = append(append([]byte(c.ID), 0), keyTail...)
+	}
 	return &lc.Campaign
+}
+
+// newKeyTail draws the dedup key tail of a new campaign: 64 random bits
+// in hex. A test makes campaigns as an earlier version did with one that
+// returns "".
+var newKeyTail = func() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func openLocal(o *Options, now func() time.Time, st *RestoreStats) (*local, error) {
@@ -119,7 +143,7 @@ func (l *local) page(after string, limit int) ([]Campaign, bool, error) {
 // create registers c and, on a durable state, has it fsync'd to the log
 // before it is visible or acknowledged.
 func (l *local) create(spec *Campaign, max int) error {
-	c := newLocalCampaign(*spec)
+	c := newLocalCampaign(*spec, newKeyTail())
 	p := l.persist
 	if p == nil {
 		return l.campaigns.add(c, max, nil)
@@ -127,7 +151,7 @@ func (l *local) create(spec *Campaign, max int) error {
 	if err := p.log.Err(); err != nil {
 		return errStorage(err)
 	}
-	reserved := store.CampaignSize(len(c.ID), len(c.Name))
+	reserved := store.DefineSize(len(c.ID), len(c.Name), len(c.keyTail))
 	if err := p.log.Reserve(reserved); err != nil {
 		return errStorage(err)
 	}
@@ -137,7 +161,7 @@ func (l *local) create(spec *Campaign, max int) error {
 	err := l.campaigns.add(c, max, func(c *Campaign) error {
 		b := p.batch()
 		defer p.batches.Put(b)
-		b.AddCampaign(c.index, c.ID, c.Name, c.Start)
+		addDefine(b, c)
 		appended = true
 		// A failed append is retracted by the log: the campaign is
 		// neither visible nor written, now or later.
@@ -150,6 +174,85 @@ func (l *local) create(spec *Campaign, max int) error {
 		return errStorage(err)
 	}
 	return err
+}
+
+// addDefine adds c's definition record to b.
+func addDefine(b *store.Batch, c *Campaign) {
+	b.AddDefine(c.index, c.ID, c.Name, c.Start, c.End, !c.End.IsZero(), c.keyTail)
+}
+
+// update replaces a campaign by a new version sharing its counter; on a
+// durable state the new definition is fsync'd to the log first.
+func (l *local) update(id []byte, change func(*Campaign) (*Campaign, error)) (*Campaign, error) {
+	p := l.persist
+	if p == nil {
+		return l.campaigns.replace(id, change, nil)
+	}
+	if err := p.log.Err(); err != nil {
+		return nil, errStorage(err)
+	}
+	// The name may grow: reserve for the longest one.
+	reserved := store.DefineSize(len(id), 4*MaxNameRunes, 16)
+	if err := p.log.Reserve(reserved); err != nil {
+		return nil, errStorage(err)
+	}
+	p.gate.RLock()
+	defer p.gate.RUnlock()
+	appended := false
+	c, err := l.campaigns.replace(id, change, func(c *Campaign) error {
+		b := p.batch()
+		defer p.batches.Put(b)
+		addDefine(b, c)
+		appended = true
+		return p.log.AppendReserved(b, reserved)
+	})
+	if !appended {
+		p.log.Release(reserved)
+	}
+	if _, ok := err.(*Error); err != nil && !ok {
+		return nil, errStorage(err)
+	}
+	return c, err
+}
+
+// remove deletes a campaign. On a durable state it holds the gate
+// exclusively, so that no impression is between its state change and its
+// log record: every impression record of the campaign precedes the
+// deletion's, and every impression applied after it finds the campaign
+// gone.
+func (l *local) remove(id []byte) (bool, error) {
+	p := l.persist
+	if p == nil {
+		c, _ := l.campaigns.remove(id, func(c *Campaign) error { c.gone.Store(true); return nil })
+		return c != nil, nil
+	}
+	if err := p.log.Err(); err != nil {
+		return false, errStorage(err)
+	}
+	if err := p.log.Reserve(store.DeleteSize); err != nil {
+		return false, errStorage(err)
+	}
+	p.gate.Lock()
+	defer p.gate.Unlock()
+	appended := false
+	c, err := l.campaigns.remove(id, func(c *Campaign) error {
+		b := p.batch()
+		defer p.batches.Put(b)
+		b.AddDelete(c.index)
+		appended = true
+		if err := p.log.AppendReserved(b, store.DeleteSize); err != nil {
+			return err
+		}
+		c.gone.Store(true)
+		return nil
+	})
+	if !appended {
+		p.log.Release(store.DeleteSize)
+	}
+	if err != nil {
+		return false, errStorage(err)
+	}
+	return c != nil, nil
 }
 
 func (l *local) trackOne(c *Campaign, campaign, user []byte, at, now time.Time) (bool, error) {
@@ -213,6 +316,10 @@ func (l *local) track(items []judged, now time.Time, out []Outcome) error {
 // apply dedups and counts one judged impression of c arriving at now. A
 // counted impression's log record is added to rec, unless rec is nil.
 func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec *store.Batch) (dup bool, err error) {
+	if c.gone.Load() {
+		return false, ErrCampaignNotFound // deleted since it was judged
+	}
+	campaign = c.key
 	var key sketch.Key
 	switch {
 	case l.keyed != nil:

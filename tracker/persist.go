@@ -175,7 +175,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 		return 0, err
 	}
 	if snap != nil {
-		if err := l.loadSnapshot(snap, st); err != nil {
+		if err := l.loadSnapshot(snap, meta.version, st); err != nil {
 			return 0, err
 		}
 	}
@@ -196,7 +196,8 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 	rs, err := dir.Replay(seg, func(r *store.Record) error {
 		switch r.Kind {
 		case store.KindCampaign:
-			c := newLocalCampaign(Campaign{index: r.Campaign, ID: string(r.ID), Name: string(r.Name), Start: r.Start})
+			// An earlier version's: its pairs are keyed by the id alone.
+			c := newLocalCampaign(Campaign{index: r.Campaign, ID: string(r.ID), Name: string(r.Name), Start: r.Start}, "")
 			if old := byIndex[c.index]; old != nil {
 				return fmt.Errorf("campaign index %d created twice (%q, %q)", c.index, old.ID, c.ID)
 			}
@@ -204,6 +205,43 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 				return err
 			}
 			byIndex[c.index] = c
+		case store.KindDefine:
+			def := Campaign{index: r.Campaign, ID: string(r.ID), Name: string(r.Name), Start: r.Start}
+			if r.HasEnd {
+				def.End = r.End
+			}
+			old := byIndex[r.Campaign]
+			if old == nil {
+				c := newLocalCampaign(def, string(r.KeyTail))
+				if err := l.campaigns.restore(c); err != nil {
+					return err
+				}
+				byIndex[c.index] = c
+				break
+			}
+			// A change: the same campaign, counter and dedup key.
+			if old.ID != def.ID || old.keyTail != string(r.KeyTail) {
+				return fmt.Errorf("campaign index %d redefined as another campaign (%q, %q)", r.Campaign, old.ID, def.ID)
+			}
+			c, err := l.campaigns.replace(r.ID, func(old *Campaign) (*Campaign, error) {
+				c := *old
+				c.Name, c.Start, c.End = def.Name, def.Start, def.End
+				return &c, nil
+			}, nil)
+			if err != nil {
+				return err
+			}
+			byIndex[r.Campaign] = c
+		case store.KindDelete:
+			c := byIndex[r.Campaign]
+			if c == nil {
+				return fmt.Errorf("deletion of unknown campaign index %d", r.Campaign)
+			}
+			if _, err := l.campaigns.remove([]byte(c.ID), nil); err != nil {
+				return err
+			}
+			c.gone.Store(true)
+			delete(byIndex, r.Campaign)
 		case store.KindImpression:
 			c := byIndex[r.Campaign]
 			if c == nil {
@@ -214,7 +252,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			// the snapshot may already hold it in; nothing else may.
 			switch {
 			case r.User != nil:
-				add([]byte(c.ID), r.User, r.Arrival)
+				add(c.key, r.User, r.Arrival)
 			case keyed != nil && st.unkeyed:
 				// Hashed without a secret (ResetDedup): the key means
 				// nothing to this window; the record is only counted.
@@ -248,11 +286,12 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 
 // loadSnapshot reads the sections after the meta section of r: the
 // campaigns and the dedup window.
-func (l *local) loadSnapshot(r *store.SnapshotReader, st *RestoreStats) error {
-	if err := r.Section(sectionCampaigns, l.readCampaigns); err != nil {
+func (l *local) loadSnapshot(r *store.SnapshotReader, version byte, st *RestoreStats) error {
+	err := r.Section(sectionCampaigns, func(rd io.Reader) error { return l.readCampaigns(rd, version) })
+	if err != nil {
 		return err
 	}
-	err := r.Section(sectionDedup, func(rd io.Reader) error {
+	err = r.Section(sectionDedup, func(rd io.Reader) error {
 		if st.unkeyed {
 			_, err := io.Copy(io.Discard, rd) // the checksum is still checked
 			return err
@@ -326,7 +365,7 @@ func (l *local) snapshotTo(p *persister) error {
 	}
 	defer w.Abort()
 	err = w.Section(sectionMeta, func(wr io.Writer) error {
-		_, err := wr.Write(snapshotMeta{taken: l.now(), secret: l.dedup.Hasher().Secret(), keyed: true}.append(nil))
+		_, err := wr.Write(snapshotMeta{taken: l.now(), secret: l.dedup.Hasher().Secret(), keyed: true, version: snapshotVersion}.append(nil))
 		return err
 	})
 	if err == nil {
@@ -349,8 +388,9 @@ func (l *local) snapshotTo(p *persister) error {
 	return p.dir.RemoveBefore(seg)
 }
 
-// appendCampaigns encodes every campaign: count, then per campaign its
-// index, id, name, start and counter.
+// appendCampaigns encodes every campaign (version 2): count, then per
+// campaign its index, id, name, start, end (a byte, 1 if it has one, then
+// the end), dedup key tail and counter. Version 1 has no end and no tail.
 func (l *local) appendCampaigns(b []byte) []byte {
 	all := l.campaigns.list()
 	b = binary.AppendUvarint(b, uint64(len(all)))
@@ -359,6 +399,13 @@ func (l *local) appendCampaigns(b []byte) []byte {
 		b = appendString(b, c.ID)
 		b = appendString(b, c.Name)
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.Start.UnixNano()))
+		if c.End.IsZero() {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = binary.LittleEndian.AppendUint64(b, uint64(c.End.UnixNano()))
+		}
+		b = appendString(b, c.keyTail)
 		n := len(b)
 		b = append(b, 0, 0, 0, 0)
 		b, _ = c.counter.AppendBinary(b)
@@ -374,8 +421,9 @@ func appendString(b []byte, s string) []byte {
 
 var errCampaignsSection = errors.New("malformed campaigns section")
 
-// readCampaigns decodes appendCampaigns' encoding into the campaign table.
-func (l *local) readCampaigns(rd io.Reader) error {
+// readCampaigns decodes appendCampaigns' encoding of the given version
+// into the campaign table.
+func (l *local) readCampaigns(rd io.Reader, version byte) error {
 	r := bufio.NewReader(rd)
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -397,17 +445,35 @@ func (l *local) readCampaigns(rd io.Reader) error {
 		if err != nil || idx > 1<<32-1 {
 			return errCampaignsSection
 		}
-		c := newLocalCampaign(Campaign{index: uint32(idx)})
-		if c.ID, err = str(); err != nil {
+		def := Campaign{index: uint32(idx)}
+		if def.ID, err = str(); err != nil {
 			return err
 		}
-		if c.Name, err = str(); err != nil {
+		if def.Name, err = str(); err != nil {
 			return err
 		}
 		if _, err := io.ReadFull(r, fixed[:]); err != nil {
 			return err
 		}
-		c.Start = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
+		def.Start = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
+		var tail string
+		if version >= 2 {
+			switch hasEnd, err := r.ReadByte(); {
+			case err != nil:
+				return err
+			case hasEnd == 1:
+				if _, err := io.ReadFull(r, fixed[:]); err != nil {
+					return err
+				}
+				def.End = time.Unix(0, int64(binary.LittleEndian.Uint64(fixed[:]))).UTC()
+			case hasEnd != 0:
+				return errCampaignsSection
+			}
+			if tail, err = str(); err != nil {
+				return err
+			}
+		}
+		c := newLocalCampaign(def, tail)
 		if _, err := io.ReadFull(r, fixed[:4]); err != nil {
 			return err
 		}

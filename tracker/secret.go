@@ -18,17 +18,25 @@ import (
 // two must agree.
 
 // snapshotMeta is the meta section of a snapshot: the time it was taken
-// (int64 Unix nanoseconds, little-endian), then the secret. Snapshots of
-// earlier versions hold the time only; keyed is false for them.
+// (int64 Unix nanoseconds, little-endian), the secret, then the version of
+// the campaigns section's encoding (one byte, 2). Snapshots of earlier
+// versions hold the time only (keyed is false for them), or the time and
+// the secret; their campaigns sections are of version 1.
 type snapshotMeta struct {
-	taken  time.Time
-	secret [16]byte
-	keyed  bool
+	taken   time.Time
+	secret  [16]byte
+	keyed   bool
+	version byte
 }
+
+// snapshotVersion is the campaigns section encoding this version writes:
+// 2 adds each campaign's end and dedup key tail.
+const snapshotVersion = 2
 
 func (m snapshotMeta) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.taken.UnixNano()))
-	return append(b, m.secret[:]...)
+	b = append(b, m.secret[:]...)
+	return append(b, m.version)
 }
 
 func readMeta(r *store.SnapshotReader) (m snapshotMeta, err error) {
@@ -37,11 +45,18 @@ func readMeta(r *store.SnapshotReader) (m snapshotMeta, err error) {
 		switch {
 		case err != nil:
 			return err
-		case len(b) != 8 && len(b) != 8+16:
-			return fmt.Errorf("meta section of %d bytes, want 8 or 24", len(b))
+		case len(b) != 8 && len(b) != 8+16 && len(b) != 8+16+1:
+			return fmt.Errorf("meta section of %d bytes, want 8, 24 or 25", len(b))
 		}
 		m.taken = time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
 		m.keyed = copy(m.secret[:], b[8:]) == 16
+		m.version = 1
+		if len(b) == 25 {
+			m.version = b[24]
+		}
+		if m.version < 1 || m.version > snapshotVersion {
+			return fmt.Errorf("campaigns encoded in version %d, which this version cannot read: it was written by a newer version", m.version)
+		}
 		return nil
 	})
 	return m, err

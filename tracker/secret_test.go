@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -59,7 +60,7 @@ func earlierDir(t *testing.T, mode string, clock *fakeClock, snapshot bool) (str
 	t.Helper()
 	dir := t.TempDir()
 	tr := openDir(t, mode, dir, clock, nil)
-	pairs := fill(t, tr, clock)
+	pairs := fillEarlier(t, tr, clock)
 	stop := tr.Close
 	if snapshot {
 		stop = tr.Shutdown
@@ -76,8 +77,56 @@ func earlierDir(t *testing.T, mode string, clock *fakeClock, snapshot bool) (str
 	return dir, pairs
 }
 
+// fillEarlier is fill with the campaigns keyed in dedup as an earlier
+// version keyed them, by their ids alone.
+func fillEarlier(t *testing.T, tr *Tracker, clock *fakeClock) []string {
+	t.Helper()
+	tail := newKeyTail
+	newKeyTail = func() string { return "" }
+	defer func() { newKeyTail = tail }()
+	return fill(t, tr, clock)
+}
+
+// campaignsV1 re-encodes a campaigns section of version 2 whose key tails
+// are empty as version 1, which has no end and no tail.
+func campaignsV1(t *testing.T, b []byte) []byte {
+	t.Helper()
+	n, k := binary.Uvarint(b)
+	b = b[k:]
+	out := binary.AppendUvarint(nil, n)
+	str := func() []byte {
+		l, k := binary.Uvarint(b)
+		s := b[:k+int(l)]
+		b = b[k+int(l):]
+		return s
+	}
+	for range n {
+		_, k := binary.Uvarint(b)
+		out = append(out, b[:k]...)
+		b = b[k:]
+		out = append(out, str()...) // id
+		out = append(out, str()...) // name
+		out = append(out, b[:8]...) // start
+		b = b[8:]
+		if b[0] != 0 {
+			t.Fatal("campaignsV1: a campaign with an end")
+		}
+		b = b[1:]
+		if tail := str(); len(tail) != 1 {
+			t.Fatal("campaignsV1: a campaign with a key tail")
+		}
+		size := int(binary.LittleEndian.Uint32(b))
+		out = append(out, b[:4+size]...)
+		b = b[4+size:]
+	}
+	if len(b) != 0 {
+		t.Fatal("campaignsV1: trailing bytes")
+	}
+	return out
+}
+
 // unkeySnapshot rewrites dir's snapshot as an earlier version wrote it:
-// the meta section holds the time only.
+// the meta section holds the time only, the campaigns are of version 1.
 func unkeySnapshot(t *testing.T, dir string) {
 	t.Helper()
 	d, err := store.OpenDir(dir)
@@ -99,6 +148,7 @@ func unkeySnapshot(t *testing.T, dir string) {
 		}
 	}
 	sections[0] = sections[0][:8]
+	sections[1] = campaignsV1(t, sections[1])
 	w, err := d.CreateSnapshot(seg)
 	if err != nil {
 		t.Fatal(err)

@@ -110,6 +110,11 @@ func (s *shared) campaign(id []byte) (*Campaign, error) {
 }
 
 func (s *shared) create(c *Campaign, max int) error {
+	if !c.End.IsZero() {
+		// Every server caches campaigns for good; an end it could not see
+		// change would be judged differently by each.
+		return ErrLifecycleUnsupported
+	}
 	err := s.remote.CreateCampaign(redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start}, max)
 	switch {
 	case err == nil:
@@ -121,6 +126,12 @@ func (s *shared) create(c *Campaign, max int) error {
 	}
 	return s.errRedis(err)
 }
+
+func (s *shared) update([]byte, func(*Campaign) (*Campaign, error)) (*Campaign, error) {
+	return nil, ErrLifecycleUnsupported
+}
+
+func (s *shared) remove([]byte) (bool, error) { return false, ErrLifecycleUnsupported }
 
 // count is the campaigns this process has read from Redis: counting all
 // of them would cost a scan of Redis on every scrape.

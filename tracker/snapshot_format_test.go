@@ -69,13 +69,23 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 	return dir
 }
 
-// campaignEntry encodes one campaign as appendCampaigns does, with a
-// counter of counterSize bytes (0: an empty counter's encoding).
+// campaignEntry encodes one campaign as appendCampaigns does (version 2,
+// no end, key tail "t"), with a counter of counterSize bytes (0: an empty
+// counter's encoding).
 func campaignEntry(idx uint64, id string, counterSize int) []byte {
+	return campaignEntryOf(2, idx, id, counterSize)
+}
+
+// campaignEntryOf encodes one campaign in the given version's encoding.
+func campaignEntryOf(version byte, idx uint64, id string, counterSize int) []byte {
 	b := binary.AppendUvarint(nil, idx)
 	b = appendString(b, id)
 	b = appendString(b, "Name "+id[:min(len(id), 8)])
 	b = binary.LittleEndian.AppendUint64(b, uint64(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano()))
+	if version >= 2 {
+		b = append(b, 0)
+		b = appendString(b, "t")
+	}
 	var counter []byte
 	if counterSize == 0 {
 		var c stats.Counter
@@ -160,26 +170,32 @@ func TestRestoreCampaignsSection(t *testing.T) {
 	}
 }
 
-// TestRestoreMetaSection: the meta section is the time, then the secret:
-// 8 or 24 bytes, nothing else.
+// TestRestoreMetaSection: the meta section is the time, then the secret,
+// then the campaigns section's version: 8 or 24 bytes (version 1) or 25,
+// of a version this one reads.
 func TestRestoreMetaSection(t *testing.T) {
 	clock := &fakeClock{t: suiteNow(t)}
 	taken := binary.LittleEndian.AppendUint64(nil, uint64(clock.Now().Add(-time.Hour).UnixNano()))
 	keyed := append(append([]byte{}, taken...), make([]byte, 16)...)
 	keyed[8] = 9
+	v1 := campaignsSection(campaignEntryOf(1, 0, "seed", 0))
 	for _, tc := range []struct {
-		name string
-		meta []byte
-		want string
+		name      string
+		meta      []byte
+		campaigns []byte // nil: the tracker's own, of version 2
+		want      string
 	}{
-		{"keyed", keyed, ""},
-		{"time only", taken, ""},
-		{"9 bytes", append(append([]byte{}, taken...), 1), "meta section of 9 bytes"},
-		{"25 bytes", append(append([]byte{}, keyed...), 1), "meta section of 25 bytes"},
-		{"empty", []byte{}, "meta section of 0 bytes"},
+		{"keyed", keyed, v1, ""},
+		{"time only", taken, v1, ""},
+		{"version 2", append(append([]byte{}, keyed...), 2), nil, ""},
+		{"9 bytes", append(append([]byte{}, taken...), 1), nil, "meta section of 9 bytes"},
+		{"version 0", append(append([]byte{}, keyed...), 0), nil, "version 0"},
+		{"version 3", append(append([]byte{}, keyed...), 3), nil, "written by a newer version"},
+		{"26 bytes", append(append([]byte{}, keyed...), 2, 0), nil, "meta section of 26 bytes"},
+		{"empty", []byte{}, nil, "meta section of 0 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := snapshotWith(t, tc.meta, nil)
+			dir := snapshotWith(t, tc.meta, tc.campaigns)
 			// The directory's own secret file would disagree with the
 			// snapshot's: take it away, as when restoring a backup.
 			removeSecret(t, dir)
@@ -197,6 +213,9 @@ func TestRestoreMetaSection(t *testing.T) {
 			defer tr.Close()
 			if st := tr.Restored(); st.SnapshotAge != time.Hour {
 				t.Fatalf("snapshot age %v, want the hour the meta section says", st.SnapshotAge)
+			}
+			if c, err := tr.Campaign("seed"); err != nil || c.ID != "seed" {
+				t.Fatalf("campaign seed: %+v, %v", c, err)
 			}
 			if tc.name == "keyed" && (d.Hasher().Secret() != [16]byte(keyed[8:]) || tr.Restored().NewSecret) {
 				t.Fatalf("secret %x, want the meta section's %x", d.Hasher().Secret(), keyed[8:])

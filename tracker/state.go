@@ -23,6 +23,14 @@ type state interface {
 	// max campaigns exist (errCampaignLimit). Once it returns nil, c
 	// survives whatever the state promises to survive.
 	create(c *Campaign, max int) error
+	// update replaces the campaign with the given id by what change
+	// returns for it, and returns the new campaign; nil and no error when
+	// there is none. Updates of one campaign are serialised. An error
+	// from change (an *Error) cancels the update.
+	update(id []byte, change func(old *Campaign) (*Campaign, error)) (*Campaign, error)
+	// remove deletes the campaign with the given id, reporting false when
+	// there is none. No impression of it is counted after it returns.
+	remove(id []byte) (bool, error)
 	// page returns the campaigns whose ids sort strictly after after, in
 	// id order, at most limit of them, and whether more follow.
 	page(after string, limit int) ([]Campaign, bool, error)

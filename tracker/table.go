@@ -112,7 +112,72 @@ func (t *campaignTable) restore(c *Campaign) error {
 	return nil
 }
 
-// publishLocked publishes a copy of the shard's map with c added.
+// replace puts c, a new version of the campaign with its id, in the old
+// one's place, or does nothing and returns false if there is none. change
+// runs under the shard's lock, so the changes of one campaign are
+// serialised; it returns the new version, or an error that cancels the
+// replacement, as does an error of persist, which runs before the new
+// version is visible.
+func (t *campaignTable) replace(id []byte, change func(old *Campaign) (*Campaign, error), persist func(*Campaign) error) (*Campaign, error) {
+	s := t.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.m.Load()
+	if m == nil {
+		return nil, nil
+	}
+	old := (*m)[string(id)]
+	if old == nil {
+		return nil, nil
+	}
+	c, err := change(old)
+	if err != nil {
+		return nil, err
+	}
+	if persist != nil {
+		if err := persist(c); err != nil {
+			return nil, err
+		}
+	}
+	s.publishLocked(c)
+	t.published.Add(1)
+	return c, nil
+}
+
+// remove takes the campaign with the given id out of the table, or
+// returns nil if there is none. persist runs before it is gone; its error
+// cancels the removal.
+func (t *campaignTable) remove(id []byte, persist func(*Campaign) error) (*Campaign, error) {
+	s := t.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.m.Load()
+	if m == nil {
+		return nil, nil
+	}
+	c := (*m)[string(id)]
+	if c == nil {
+		return nil, nil
+	}
+	if persist != nil {
+		if err := persist(c); err != nil {
+			return nil, err
+		}
+	}
+	next := make(map[string]*Campaign, len(*m))
+	for k, v := range *m {
+		if k != c.ID {
+			next[k] = v
+		}
+	}
+	s.m.Store(&next)
+	t.count.Add(-1)
+	t.published.Add(1)
+	return c, nil
+}
+
+// publishLocked publishes a copy of the shard's map with c added, or put
+// in the place of the campaign of its id.
 func (s *campaignShard) publishLocked(c *Campaign) {
 	old := s.m.Load()
 	var next map[string]*Campaign

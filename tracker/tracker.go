@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -21,17 +22,31 @@ const (
 	MaxNameRunes = 200
 )
 
-// Campaign is one registered campaign. Its exported fields never change
-// after creation.
+// Campaign is one registered campaign, as it was when it was read: Update
+// replaces a campaign by a new value, it never changes one in place.
 type Campaign struct {
 	ID    string
 	Name  string
 	Start time.Time
+	// End, when not zero, is the last instant of the campaign: an
+	// impression whose event time is after it is refused (ErrAfterEnd).
+	End time.Time
 
 	// The in-process state's own: the index log records name the
-	// campaign by, and its counter. The shared state leaves them zero.
+	// campaign by, its counter, whether it was deleted, and the bytes
+	// that stand for the campaign in its dedup pairs. The shared state
+	// leaves them zero.
 	index   uint32
 	counter *stats.Counter
+	gone    *atomic.Bool
+	// key is the id for a campaign created by an earlier version; for
+	// every other, the id, a 0 byte and keyTail (16 random hex digits,
+	// logged and snapshotted with the campaign), so that a campaign
+	// created again under a deleted one's id shares no dedup pair with
+	// it. Ids and user ids hold no 0 byte, and pairs are length-prefixed
+	// (sketch.Key), so no two campaigns' pairs can collide.
+	key     []byte
+	keyTail string
 }
 
 // Impression is one impression to track, as a front end received it. The
@@ -55,9 +70,17 @@ type Outcome struct {
 
 // CampaignSpec is a request to create a campaign. A nil field is absent:
 // without ID one is drawn ("cmp_" and 20 random hex digits), without
-// Start the campaign starts at the current second.
+// Start the campaign starts at the current second, without End it has no
+// end. Start and End are RFC 3339 text (see ParseTime).
 type CampaignSpec struct {
-	ID, Name, Start []byte
+	ID, Name, Start, End []byte
+}
+
+// CampaignPatch is a request to change a campaign: a nil field is left as
+// it is. ClearEnd removes the campaign's end (End must then be nil).
+type CampaignPatch struct {
+	Name, End []byte
+	ClearEnd  bool
 }
 
 // Options configure a Tracker.
@@ -287,6 +310,9 @@ func (t *Tracker) judge(r *Impression, now time.Time, last **Campaign) (c *Campa
 	}
 	if at.Before(c.Start) {
 		return nil, at, ErrBeforeStart
+	}
+	if !c.End.IsZero() && at.After(c.End) {
+		return nil, at, ErrAfterEnd
 	}
 	return c, at, nil
 }
