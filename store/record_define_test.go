@@ -1,0 +1,75 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+// TestDefineAndDeleteRecords: a definition with and without an end, and a
+// deletion, come back from the log as written, and each marks its batch
+// for fsync like a campaign record; DefineSize and DeleteSize bound what
+// they add.
+func TestDefineAndDeleteRecords(t *testing.T) {
+	end := t0.Add(90 * time.Minute)
+	var b Batch
+	b.AddDefine(3, "spring", "Spring", t0, end, true, "0123456789abcdef")
+	if !b.sync {
+		t.Fatal("a definition did not mark its batch sync")
+	}
+	if n := len(b.buf); n > DefineSize(6, 6, 16) {
+		t.Fatalf("definition of %d bytes, DefineSize says at most %d", n, DefineSize(6, 6, 16))
+	}
+	before := len(b.buf)
+	b.AddDefine(4, "x", "X", t0, end, false, "")
+	var del Batch
+	del.AddDelete(1<<32 - 1)
+	if !del.sync || len(del.buf) > DeleteSize {
+		t.Fatalf("deletion: sync %v, %d bytes (DeleteSize %d)", del.sync, len(del.buf), DeleteSize)
+	}
+	b.buf = append(b.buf, del.buf...)
+	b.n++
+	if len(b.buf)-before > DefineSize(1, 1, 0)+DeleteSize {
+		t.Fatal("records larger than their sizes")
+	}
+	_, d := writeSegment(t, &b)
+	recs, _, err := collect(t, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].KeyTail = clone(recs[i].KeyTail)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	if r.Kind != KindDefine || r.Campaign != 3 || string(r.ID) != "spring" || string(r.Name) != "Spring" ||
+		!r.Start.Equal(t0) || !r.HasEnd || !r.End.Equal(end) || string(r.KeyTail) != "0123456789abcdef" {
+		t.Fatalf("definition read back as %+v", r)
+	}
+	if r := recs[1]; r.Kind != KindDefine || r.Campaign != 4 || r.HasEnd || !r.End.IsZero() || len(r.KeyTail) != 0 {
+		t.Fatalf("definition without end read back as %+v", r)
+	}
+	if r := recs[2]; r.Kind != KindDelete || r.Campaign != 1<<32-1 || r.ID != nil {
+		t.Fatalf("deletion read back as %+v", r)
+	}
+}
+
+// TestDefineRecordRefusesBadEndMarker: an end marker other than 0 or 1, a
+// missing end, and bytes after a deletion's index are damage.
+func TestDefineRecordRefusesBadEndMarker(t *testing.T) {
+	for name, payload := range map[string][]byte{
+		"end marker 2":       {3, 0, 1, 'a', 1, 'A', 0, 0, 0, 0, 0, 0, 0, 0, 2, 0},
+		"end missing":        {3, 0, 1, 'a', 1, 'A', 0, 0, 0, 0, 0, 0, 0, 0, 1},
+		"tail missing":       {3, 0, 1, 'a', 1, 'A', 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"delete trailing":    {4, 0, 0},
+		"delete no index":    {4},
+		"define well-formed": {3, 0, 1, 'a', 1, 'A', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		var r Record
+		err := r.decode(payload)
+		if ok := name == "define well-formed"; (err == nil) != ok {
+			t.Errorf("%s: decode = %v", name, err)
+		}
+	}
+}
