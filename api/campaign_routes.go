@@ -24,7 +24,7 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	c, err := s.core.Create(tracker.CampaignSpec{ID: req.id, Name: req.name, Start: req.startTime})
+	c, err := s.core.Create(tracker.CampaignSpec{ID: req.id, Name: req.name, Start: req.startTime, End: req.endTime})
 	if err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return
@@ -44,6 +44,38 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
+}
+
+// updateCampaign serves PATCH /api/v1/campaigns/{id}: a new name, a new
+// end_time, or end_time null to remove it; absent fields are kept.
+func (s *Server) updateCampaign(ctx *fasthttp.RequestCtx) {
+	p := s.parsers.Get()
+	defer s.parsers.Put(p)
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		malformedJSON(ctx, err)
+		return
+	}
+	var req patchRequest
+	if e := req.decode(v); e != nil {
+		writeError(ctx, e)
+		return
+	}
+	c, err := s.core.Update(pathID(ctx), tracker.CampaignPatch{Name: req.name, End: req.endTime, ClearEnd: req.clearEnd})
+	if err != nil {
+		writeError(ctx, s.apiErrorOf(err))
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, toJSON(c))
+}
+
+// deleteCampaign serves DELETE /api/v1/campaigns/{id}: 204 and no body.
+func (s *Server) deleteCampaign(ctx *fasthttp.RequestCtx) {
+	if err := s.core.Delete(pathID(ctx)); err != nil {
+		writeError(ctx, s.apiErrorOf(err))
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
 func pathID(ctx *fasthttp.RequestCtx) string {
@@ -106,7 +138,11 @@ func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 }
 
 func toJSON(c tracker.Campaign) campaignJSON {
-	return campaignJSON{ID: c.ID, Name: c.Name, StartTime: c.Start.Format(time.RFC3339Nano)}
+	j := campaignJSON{ID: c.ID, Name: c.Name, StartTime: c.Start.Format(time.RFC3339Nano)}
+	if !c.End.IsZero() {
+		j.EndTime = c.End.Format(time.RFC3339Nano)
+	}
+	return j
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

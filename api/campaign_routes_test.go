@@ -13,7 +13,7 @@ func TestCreateCampaign(t *testing.T) {
 	var got campaignCreatedJSON
 	r := ts.do("POST", "/api/v1/campaigns", `{"id":"spring-2026","name":"Spring sale","start_time":"2026-03-01T08:00:00+01:00","budget":12}`).want(t, 201)
 	r.decode(t, &got)
-	want := campaignCreatedJSON{campaignJSON{"spring-2026", "Spring sale", "2026-03-01T07:00:00Z"}, "campaign created"}
+	want := campaignCreatedJSON{campaignJSON{ID: "spring-2026", Name: "Spring sale", StartTime: "2026-03-01T07:00:00Z"}, "campaign created"}
 	if got != want {
 		t.Fatalf("body: got %+v, want %+v", got, want)
 	}
@@ -140,7 +140,7 @@ func TestRoutingErrors(t *testing.T) {
 		{"GET", "/api/v1/campaigns/", 404, ""},
 		{"POST", "/api/v1/impressions/", 404, ""},
 		{"DELETE", "/api/v1/campaigns", 405, "GET, HEAD, POST"},
-		{"PUT", "/api/v1/campaigns/x", 405, "GET, HEAD"},
+		{"PUT", "/api/v1/campaigns/x", 405, "DELETE, GET, HEAD, PATCH"},
 		{"GET", "/api/v1/impressions", 405, "OPTIONS, POST"},
 		{"GET", "/api/v1/impressions/batch", 405, "OPTIONS, POST"},
 		{"POST", "/api/v1/campaigns/x/stats", 405, "GET, HEAD"},

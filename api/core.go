@@ -18,6 +18,10 @@ var (
 	errAdIDTooLong        = fromCore(tracker.ErrAdIDTooLong)
 	errTimestampFormat    = fromCore(tracker.ErrTimestampFormat)
 	errBeforeStart        = fromCore(tracker.ErrBeforeStart)
+	errAfterEnd           = fromCore(tracker.ErrAfterEnd)
+	errEndTimeFormat      = fromCore(tracker.ErrEndTimeFormat)
+	errEndTimeRange       = fromCore(tracker.ErrEndTimeRange)
+	errLifecycle          = fromCore(tracker.ErrLifecycleUnsupported)
 	errNameRequired       = fromCore(tracker.ErrNameRequired)
 	errNameLength         = fromCore(tracker.ErrNameLength)
 	errNameUTF8           = fromCore(tracker.ErrNameUTF8)
@@ -48,6 +52,8 @@ func statusOf(k tracker.Kind) int {
 		return fasthttp.StatusConflict
 	case tracker.Unavailable, tracker.DedupLimit:
 		return fasthttp.StatusServiceUnavailable
+	case tracker.Unsupported:
+		return fasthttp.StatusNotImplemented
 	}
 	return fasthttp.StatusInternalServerError
 }

@@ -31,7 +31,7 @@ func stringOrNull(v *fastjson.Value) ([]byte, bool) {
 
 // createRequest is a decoded CreateCampaignRequest.
 type createRequest struct {
-	id, name, startTime []byte
+	id, name, startTime, endTime []byte
 }
 
 func (r *createRequest) decode(v *fastjson.Value) *apiError {
@@ -50,6 +50,8 @@ func (r *createRequest) decode(v *fastjson.Value) *apiError {
 			dst, typeErr = &r.name, errNameType
 		case "start_time":
 			dst, typeErr = &r.startTime, errStartTimeType
+		case "end_time":
+			dst, typeErr = &r.endTime, errEndTimeType
 		default:
 			return
 		}
@@ -61,6 +63,45 @@ func (r *createRequest) decode(v *fastjson.Value) *apiError {
 			return
 		}
 		*dst = b
+	})
+	return bad
+}
+
+// patchRequest is a decoded UpdateCampaignRequest: a nil field is absent;
+// an end_time of null (clearEnd) removes the campaign's end.
+type patchRequest struct {
+	name, endTime []byte
+	clearEnd      bool
+}
+
+func (r *patchRequest) decode(v *fastjson.Value) *apiError {
+	o, err := v.Object()
+	if err != nil {
+		return errNotObject
+	}
+	var bad *apiError
+	fail := func(e *apiError) {
+		if bad == nil {
+			bad = e
+		}
+	}
+	o.Visit(func(key []byte, v *fastjson.Value) {
+		switch string(key) {
+		case "name":
+			b, ok := stringOrNull(v)
+			if !ok || b == nil {
+				fail(errNameType)
+				return
+			}
+			r.name = b
+		case "end_time":
+			b, ok := stringOrNull(v)
+			if !ok {
+				fail(errEndTimeType)
+				return
+			}
+			r.endTime, r.clearEnd = b, b == nil
+		}
 	})
 	return bad
 }

@@ -54,6 +54,7 @@ var (
 	errIDType         = wrongType("id", "a string")
 	errNameType       = wrongType("name", "a string")
 	errStartTimeType  = wrongType("start_time", "a string")
+	errEndTimeType    = wrongType("end_time", "a string or null")
 )
 
 func writeError(ctx *fasthttp.RequestCtx, e *apiError) {

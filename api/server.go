@@ -228,6 +228,8 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	route("POST", "/api/v1/campaigns", guard(s.admin, s.createCampaign))
 	get("/api/v1/campaigns", guard(s.admin, s.listCampaigns))
 	get("/api/v1/campaigns/{id}", guard(s.admin, s.getCampaign))
+	route("PATCH", "/api/v1/campaigns/{id}", guard(s.admin, s.updateCampaign))
+	route("DELETE", "/api/v1/campaigns/{id}", guard(s.admin, s.deleteCampaign))
 	get("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
 	get("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	r.Handle("POST", "/api/v1/impressions", s.instrumentSingle("POST", "/api/v1/impressions",

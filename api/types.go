@@ -7,6 +7,8 @@ type campaignJSON struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	StartTime string `json:"start_time"`
+	// EndTime is omitted when the campaign has no end.
+	EndTime string `json:"end_time,omitempty"`
 }
 
 type campaignCreatedJSON struct {
