@@ -134,6 +134,7 @@ func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 		LastHour:   w.LastHour,
 		LastDay:    w.LastDay,
 		Total:      w.Total,
+		Duplicates: windowJSON{LastHour: w.Duplicates.LastHour, LastDay: w.Duplicates.LastDay, Total: w.Duplicates.Total},
 	})
 }
 

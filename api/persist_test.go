@@ -423,9 +423,9 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		if s.srv.Tracker().Restored().Torn == nil {
 			t.Fatal("torn tail not reported")
 		}
-		// The last record was the batch's last counted impression.
-		if got := s.stats("beta").Total; got != 20+30-1 {
-			t.Fatalf("beta total %d, want 49", got)
+		// The last record was the batch's last duplicate (batch-19 again).
+		if got := s.stats("beta"); got.Total != 20+30 || got.Duplicates.Total != 20-1 {
+			t.Fatalf("beta %+v, want 50 counted and 19 duplicates", got)
 		}
 	})
 	t.Run("other capacity", func(t *testing.T) {

@@ -34,7 +34,7 @@ func TestTrackCountsOnce(t *testing.T) {
 			if res.Status != "counted" {
 				t.Fatalf("other user: got %+v, want counted", res)
 			}
-			if got, want := ts.stats("c1"), (statsJSON{"c1", 2, 2, 2}); got != want {
+			if got, want := ts.stats("c1"), (statsJSON{"c1", 2, 2, 2, windowJSON{1, 1, 1}}); got != want {
 				t.Fatalf("stats: got %+v, want %+v", got, want)
 			}
 		})
@@ -152,19 +152,19 @@ func TestStatsWindows(t *testing.T) {
 	} {
 		ts.do("POST", "/api/v1/impressions", trackAt("c1", fmt.Sprint("u", i), at)).want(t, 200)
 	}
-	if got, want := ts.stats("c1"), (statsJSON{"c1", 3, 5, 7}); got != want {
+	if got, want := ts.stats("c1"), (statsJSON{"c1", 3, 5, 7, windowJSON{}}); got != want {
 		t.Fatalf("stats: got %+v, want %+v", got, want)
 	}
 	ts.clock.Add(31 * time.Minute) // the -30m impression leaves the hour
-	if got, want := ts.stats("c1"), (statsJSON{"c1", 2, 5, 7}); got != want {
+	if got, want := ts.stats("c1"), (statsJSON{"c1", 2, 5, 7, windowJSON{}}); got != want {
 		t.Fatalf("31 minutes later: got %+v, want %+v", got, want)
 	}
 	ts.clock.Add(time.Hour) // everything leaves the hour, and the -23h impression the day
-	if got, want := ts.stats("c1"), (statsJSON{"c1", 0, 4, 7}); got != want {
+	if got, want := ts.stats("c1"), (statsJSON{"c1", 0, 4, 7, windowJSON{}}); got != want {
 		t.Fatalf("91 minutes later: got %+v, want %+v", got, want)
 	}
 	ts.clock.Add(22 * time.Hour) // only testNow's impressions stay in the day
-	if got, want := ts.stats("c1"), (statsJSON{"c1", 0, 2, 7}); got != want {
+	if got, want := ts.stats("c1"), (statsJSON{"c1", 0, 2, 7, windowJSON{}}); got != want {
 		t.Fatalf("a day later: got %+v, want %+v", got, want)
 	}
 }

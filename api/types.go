@@ -28,4 +28,12 @@ type statsJSON struct {
 	LastHour   uint64 `json:"last_hour"`
 	LastDay    uint64 `json:"last_day"`
 	Total      uint64 `json:"total"`
+	// Duplicates are the impressions dedup did not count.
+	Duplicates windowJSON `json:"duplicates"`
+}
+
+type windowJSON struct {
+	LastHour uint64 `json:"last_hour"`
+	LastDay  uint64 `json:"last_day"`
+	Total    uint64 `json:"total"`
 }

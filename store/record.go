@@ -25,6 +25,10 @@ const (
 	// definition, counts and dedup pairs are gone, and no record of that
 	// index follows it.
 	KindDelete Kind = 4
+	// KindDuplicate records one impression dedup did not count: its
+	// campaign, arrival and event minute, for the campaign's duplicate
+	// counts. It carries no pair: a duplicate changes no dedup state.
+	KindDuplicate Kind = 5
 )
 
 // Record is one log entry. Slices in a Record handed to a replay callback
@@ -47,8 +51,9 @@ type Record struct {
 	HasEnd  bool
 	KeyTail []byte
 
-	// KindImpression: when the impression arrived (the dedup clock), the
-	// event minute it was counted in, and the pair: its 128-bit key in
+	// KindImpression and KindDuplicate: when the impression arrived (the
+	// dedup clock) and the event minute it was counted in. KindImpression
+	// also has the pair: its 128-bit key in
 	// bloom mode, or the user id in exact mode (User non-nil), which must
 	// replay the pair's bytes.
 	Arrival time.Time
@@ -158,6 +163,18 @@ func (b *Batch) AddImpression(campaign uint32, arrival time.Time, minute int64, 
 	})
 }
 
+// AddDuplicate appends a duplicate record. minute must not be after
+// arrival's minute. It needs at most the bytes ImpressionSize gives.
+func (b *Batch) AddDuplicate(campaign uint32, arrival time.Time, minute int64) {
+	b.frame(func(p []byte) []byte {
+		p = append(p, byte(KindDuplicate))
+		p = binary.AppendUvarint(p, uint64(campaign))
+		ns := arrival.UnixNano()
+		p = binary.LittleEndian.AppendUint64(p, uint64(ns))
+		return binary.AppendUvarint(p, uint64(unixMinute(ns)-minute))
+	})
+}
+
 // frame appends header space, the payload written by fill, then fills in
 // the header.
 func (b *Batch) frame(fill func([]byte) []byte) {
@@ -216,6 +233,10 @@ func (r *Record) decode(p []byte) error {
 		}
 		r.KeyTail = d.bytes()
 	case KindDelete:
+	case KindDuplicate:
+		ns := int64(d.u64())
+		r.Arrival = time.Unix(0, ns)
+		r.Minute = unixMinute(ns) - int64(d.uvarint())
 	case KindImpression:
 		ns := int64(d.u64())
 		r.Arrival = time.Unix(0, ns)

@@ -73,3 +73,30 @@ func TestDefineRecordRefusesBadEndMarker(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateRecord: a duplicate record comes back with its campaign,
+// arrival and event minute, on both sides of the epoch, and fits in what
+// ImpressionSize reserves for the impression it stands for.
+func TestDuplicateRecord(t *testing.T) {
+	for _, arrival := range []time.Time{t0, time.Unix(-61, 5)} {
+		minute := unixMinute(arrival.UnixNano()) - 3
+		var b Batch
+		b.AddDuplicate(7, arrival, minute)
+		if b.sync {
+			t.Fatal("a duplicate marked its batch sync")
+		}
+		if len(b.buf) > ImpressionSize(0) {
+			t.Fatalf("duplicate of %d bytes, more than ImpressionSize(0) = %d", len(b.buf), ImpressionSize(0))
+		}
+		_, d := writeSegment(t, &b)
+		recs, _, err := collect(t, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, recs, []Record{{Kind: KindDuplicate, Campaign: 7, Arrival: arrival, Minute: minute}})
+	}
+	var r Record
+	if err := r.decode([]byte{5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}); err == nil {
+		t.Fatal("a duplicate record with trailing bytes decoded")
+	}
+}

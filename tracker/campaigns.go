@@ -208,16 +208,25 @@ func (t *Tracker) Campaigns(after string, limit int) ([]Campaign, bool, error) {
 	return t.st.page(after, limit)
 }
 
-// Stats returns the campaign with the given id and its counts in the
+// Stats are a campaign's figures in the windows ending with one minute:
+// the impressions counted (the embedded Window) and the Duplicates, the
+// impressions dedup did not count, each by event time. A front end reads
+// Total, LastHour and LastDay as the counted ones.
+type Stats struct {
+	stats.Window
+	Duplicates stats.Window
+}
+
+// Stats returns the campaign with the given id and its figures in the
 // windows ending with the current minute.
-func (t *Tracker) Stats(id string) (Campaign, stats.Window, error) {
+func (t *Tracker) Stats(id string) (Campaign, Stats, error) {
 	c, err := t.campaign(id)
 	if err != nil {
-		return Campaign{}, stats.Window{}, err
+		return Campaign{}, Stats{}, err
 	}
 	w, err := t.st.window(c, stats.Minute(t.now()))
 	if err != nil {
-		return Campaign{}, stats.Window{}, err
+		return Campaign{}, Stats{}, err
 	}
 	return *c, w, nil
 }

@@ -53,6 +53,7 @@ type limitedDeduper interface {
 type localCampaign struct {
 	Campaign
 	counter stats.Counter
+	dups    stats.Counter
 	gone    atomic.Bool
 }
 
@@ -61,6 +62,7 @@ type localCampaign struct {
 func newLocalCampaign(c Campaign, keyTail string) *Campaign {
 	lc := &localCampaign{Campaign: c}
 	lc.Campaign.counter = &lc.counter
+	lc.Campaign.dups = &lc.dups
 	lc.Campaign.gone = &lc.gone
 	lc.Campaign.keyTail = keyTail
 	if keyTail == "" {
@@ -334,10 +336,14 @@ func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec
 	default:
 		dup = l.dedup.TestAndAdd(campaign, user, now)
 	}
+	m := stats.Minute(at)
 	if dup {
+		c.dups.Add(m, stats.Minute(now))
+		if rec != nil {
+			rec.AddDuplicate(c.index, now, m)
+		}
 		return true, nil
 	}
-	m := stats.Minute(at)
 	c.counter.Add(m, stats.Minute(now))
 	if rec != nil {
 		var u []byte
@@ -349,7 +355,9 @@ func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec
 	return false, nil
 }
 
-func (l *local) window(c *Campaign, now int64) (stats.Window, error) { return c.counter.Read(now), nil }
+func (l *local) window(c *Campaign, now int64) (Stats, error) {
+	return Stats{Window: c.counter.Read(now), Duplicates: c.dups.Read(now)}, nil
+}
 
 func (l *local) series(c *Campaign, now int64, dst []uint64) error {
 	first := now - int64(len(dst)) + 1

@@ -242,6 +242,12 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			}
 			c.gone.Store(true)
 			delete(byIndex, r.Campaign)
+		case store.KindDuplicate:
+			c := byIndex[r.Campaign]
+			if c == nil {
+				return fmt.Errorf("duplicate of unknown campaign index %d", r.Campaign)
+			}
+			c.dups.Add(r.Minute, nowMin)
 		case store.KindImpression:
 			c := byIndex[r.Campaign]
 			if c == nil {
@@ -390,7 +396,8 @@ func (l *local) snapshotTo(p *persister) error {
 
 // appendCampaigns encodes every campaign (version 2): count, then per
 // campaign its index, id, name, start, end (a byte, 1 if it has one, then
-// the end), dedup key tail and counter. Version 1 has no end and no tail.
+// the end), dedup key tail, counter and duplicates' counter. Version 1 has
+// no end, no tail and no duplicates.
 func (l *local) appendCampaigns(b []byte) []byte {
 	all := l.campaigns.list()
 	b = binary.AppendUvarint(b, uint64(len(all)))
@@ -406,11 +413,18 @@ func (l *local) appendCampaigns(b []byte) []byte {
 			b = binary.LittleEndian.AppendUint64(b, uint64(c.End.UnixNano()))
 		}
 		b = appendString(b, c.keyTail)
-		n := len(b)
-		b = append(b, 0, 0, 0, 0)
-		b, _ = c.counter.AppendBinary(b)
-		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+		b = appendCounter(b, c.counter)
+		b = appendCounter(b, c.dups)
 	}
+	return b
+}
+
+// appendCounter appends a counter's encoding after its length (uint32).
+func appendCounter(b []byte, c *stats.Counter) []byte {
+	n := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b, _ = c.AppendBinary(b)
+	binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
 	return b
 }
 
@@ -474,19 +488,27 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 			}
 		}
 		c := newLocalCampaign(def, tail)
-		if _, err := io.ReadFull(r, fixed[:4]); err != nil {
+		readCounter := func(into *stats.Counter) error {
+			if _, err := io.ReadFull(r, fixed[:4]); err != nil {
+				return err
+			}
+			size := binary.LittleEndian.Uint32(fixed[:4])
+			if size > 16+8*stats.Minutes {
+				return errCampaignsSection
+			}
+			counter = append(counter[:0], make([]byte, size)...)
+			if _, err := io.ReadFull(r, counter); err != nil {
+				return err
+			}
+			return into.UnmarshalBinary(counter)
+		}
+		if err := readCounter(c.counter); err != nil {
 			return err
 		}
-		size := binary.LittleEndian.Uint32(fixed[:4])
-		if size > 16+8*stats.Minutes {
-			return errCampaignsSection
-		}
-		counter = append(counter[:0], make([]byte, size)...)
-		if _, err := io.ReadFull(r, counter); err != nil {
-			return err
-		}
-		if err := c.counter.UnmarshalBinary(counter); err != nil {
-			return err
+		if version >= 2 {
+			if err := readCounter(c.dups); err != nil {
+				return err
+			}
 		}
 		if err := l.campaigns.restore(c); err != nil {
 			return err

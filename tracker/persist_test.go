@@ -146,8 +146,12 @@ func TestRestart(t *testing.T) {
 				if snapshot && (!strings.Contains(st.Snapshot, "snapshot-") || st.SnapshotAge != time.Minute || st.Records != 0) {
 					t.Fatalf("restored %+v; want the snapshot, a minute old, and no log after it", st)
 				}
-				if !snapshot && (st.Snapshot != "" || st.Records != 2+10+20 || st.Segments != 1) {
-					t.Fatalf("restored %+v; want 32 records of one segment, no snapshot", st)
+				// Two campaigns, 10 + 20 impressions, 20 duplicates.
+				if !snapshot && (st.Snapshot != "" || st.Records != 2+10+20+20 || st.Segments != 1) {
+					t.Fatalf("restored %+v; want 52 records of one segment, no snapshot", st)
+				}
+				if _, w, err := b.Stats("beta"); err != nil || w.Duplicates.Total != 20 || w.Duplicates.LastHour != 20 {
+					t.Fatalf("beta's duplicates after the restart: %+v, %v; want 20", w.Duplicates, err)
 				}
 				clock.Add(-time.Minute) // the series of check is of the minutes of fill
 				check(t, b, clock, pairs)
@@ -416,11 +420,12 @@ func TestRestoreRefusesDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr := openDir(t, "exact", dir, clock, nil)
-		if st := tr.Restored(); st.Torn == nil || st.Records != 2+10+20-1 {
-			t.Fatalf("restored %+v; want the torn tail reported and the record before it", st)
+		// The last record is the duplicate of beta/u19.
+		if st := tr.Restored(); st.Torn == nil || st.Records != 2+10+20+20-1 {
+			t.Fatalf("restored %+v; want the torn tail reported and the records before it", st)
 		}
-		if n := total(t, tr, "beta"); n != 19 {
-			t.Fatalf("beta total %d, want 19", n)
+		if _, w, _ := tr.Stats("beta"); w.Total != 20 || w.Duplicates.Total != 19 {
+			t.Fatalf("beta %+v, want 20 counted and 19 duplicates", w)
 		}
 	})
 	t.Run("other options", func(t *testing.T) {

@@ -88,7 +88,7 @@ func fillEarlier(t *testing.T, tr *Tracker, clock *fakeClock) []string {
 }
 
 // campaignsV1 re-encodes a campaigns section of version 2 whose key tails
-// are empty as version 1, which has no end and no tail.
+// are empty as version 1, which has no end, no tail and no duplicates.
 func campaignsV1(t *testing.T, b []byte) []byte {
 	t.Helper()
 	n, k := binary.Uvarint(b)
@@ -118,6 +118,7 @@ func campaignsV1(t *testing.T, b []byte) []byte {
 		size := int(binary.LittleEndian.Uint32(b))
 		out = append(out, b[:4+size]...)
 		b = b[4+size:]
+		b = b[4+int(binary.LittleEndian.Uint32(b)):] // the duplicates, which version 1 has not
 	}
 	if len(b) != 0 {
 		t.Fatal("campaignsV1: trailing bytes")

@@ -215,12 +215,12 @@ func (r *remoteLister) list(read func() ([]redisstore.Campaign, error)) ([]redis
 	return g.all, g.err
 }
 
-func (s *shared) window(c *Campaign, now int64) (stats.Window, error) {
-	mins, total, err := s.remote.Minutes(c.ID, now, stats.DayMinutes)
+func (s *shared) window(c *Campaign, now int64) (Stats, error) {
+	r, err := s.remote.Stats(c.ID, now, stats.DayMinutes)
 	if err != nil {
-		return stats.Window{}, s.errRedis(err)
+		return Stats{}, s.errRedis(err)
 	}
-	return windowOf(mins, total), nil
+	return Stats{Window: windowOf(r.Counted, r.Total), Duplicates: windowOf(r.Duplicates, r.DuplicatesTotal)}, nil
 }
 
 func windowOf(mins []uint64, total uint64) stats.Window {

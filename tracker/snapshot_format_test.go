@@ -70,8 +70,8 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 }
 
 // campaignEntry encodes one campaign as appendCampaigns does (version 2,
-// no end, key tail "t"), with a counter of counterSize bytes (0: an empty
-// counter's encoding).
+// no end, key tail "t", no duplicates), with a counter of counterSize
+// bytes (0: an empty counter's encoding).
 func campaignEntry(idx uint64, id string, counterSize int) []byte {
 	return campaignEntryOf(2, idx, id, counterSize)
 }
@@ -94,7 +94,14 @@ func campaignEntryOf(version byte, idx uint64, id string, counterSize int) []byt
 		counter = make([]byte, counterSize)
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(counter)))
-	return append(b, counter...)
+	b = append(b, counter...)
+	if version >= 2 {
+		var dups stats.Counter
+		d, _ := dups.AppendBinary(nil)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
+		b = append(b, d...)
+	}
+	return b
 }
 
 func campaignsSection(entries ...[]byte) []byte {

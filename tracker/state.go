@@ -3,8 +3,6 @@ package tracker
 import (
 	"io"
 	"time"
-
-	"github.com/impressiond/impressiond/stats"
 )
 
 // state is where campaigns, the dedup window and the counters live: in
@@ -47,8 +45,9 @@ type state interface {
 	// error fails the whole batch (no outcome is set then).
 	track(items []judged, now time.Time, out []Outcome) error
 
-	// window reads c's counts in the windows ending with minute now.
-	window(c *Campaign, now int64) (stats.Window, error)
+	// window reads c's counts and duplicates in the windows ending with
+	// minute now.
+	window(c *Campaign, now int64) (Stats, error)
 	// series fills dst with c's per-minute counts of the len(dst) minutes
 	// ending with now, oldest first.
 	series(c *Campaign, now int64, dst []uint64) error

@@ -227,6 +227,12 @@ func testStateTrackOne(t *testing.T, s state, clock *fakeClock) {
 	if err != nil || w.LastHour != 2 || w.LastDay != 2 || w.Total != 2 {
 		t.Fatalf("window %+v, %v; want 2 everywhere", w, err)
 	}
+	if w.Duplicates != (stats.Window{LastHour: 2, LastDay: 2, Total: 2}) {
+		t.Fatalf("duplicates %+v, want the 2 repeats of u1 everywhere", w.Duplicates)
+	}
+	if w, _ := s.window(other, stats.Minute(now)); w.Duplicates != (stats.Window{}) {
+		t.Fatalf("another campaign's duplicates %+v, want none", w.Duplicates)
+	}
 	// The pair is blocked for the TTL at least, free after TTL + TTL/K.
 	clock.Add(time.Hour - time.Second)
 	if dup, _ := s.trackOne(c, []byte("c"), []byte("u1"), clock.Now(), clock.Now()); !dup {
@@ -260,8 +266,8 @@ func testStateTrackBatch(t *testing.T, s state, clock *fakeClock) {
 	if err := s.track(nil, now, nil); err != nil {
 		t.Fatalf("an empty batch: %v", err)
 	}
-	if w, _ := s.window(c, stats.Minute(now)); w.Total != 2 {
-		t.Fatalf("total %d after a batch of two pairs and a repeat, want 2", w.Total)
+	if w, _ := s.window(c, stats.Minute(now)); w.Total != 2 || w.Duplicates.Total != 1 || w.Duplicates.LastHour != 1 {
+		t.Fatalf("window %+v after a batch of two pairs and a repeat, want total 2 and 1 duplicate", w)
 	}
 }
 
@@ -292,6 +298,26 @@ func testStateWindow(t *testing.T, s state, clock *fakeClock) {
 	}
 	if sum != 2 {
 		t.Fatalf("series sums to %d, want 2", sum)
+	}
+	// Duplicates fall in the windows of their event times, one at a time
+	// and in a batch alike; they change no count and no series.
+	var items []judged
+	for i, ago := range []time.Duration{0, 30 * time.Minute, 3 * time.Hour, 30 * time.Hour} {
+		if dup, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", i)), now.Add(-ago), now); !dup || err != nil {
+			t.Fatalf("repeat %d: %v, %v", i, dup, err)
+		}
+		items = append(items, judged{c: c, campaign: []byte("c"), user: []byte(fmt.Sprint("u", i)), at: now.Add(-ago), index: i})
+	}
+	out := make([]Outcome, len(items))
+	if err := s.track(items, now, out); err != nil {
+		t.Fatal(err)
+	}
+	w, err = s.window(c, nowMin)
+	if err != nil || w.Window != (stats.Window{LastHour: 2, LastDay: 3, Total: 4}) || w.Duplicates != (stats.Window{LastHour: 4, LastDay: 6, Total: 8}) {
+		t.Fatalf("window %+v, %v; want counts 2/3/4 and duplicates 4/6/8", w, err)
+	}
+	if err := s.series(c, nowMin, series); err != nil || series[59] != 1 {
+		t.Fatalf("series after the duplicates: %v, %v", series, err)
 	}
 }
 

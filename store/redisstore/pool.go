@@ -123,14 +123,15 @@ end
 
 // bloomOneScript dedups and counts one item of a campaign against its pool
 // (see above): the single-impression path, where the script's own overhead
-// is most of the cost. KEYS: the total, the minute key, the pool's hash,
-// its P slot keys. ARGV: the shared clock (or empty for Redis's TIME), the
-// clock offset in µs, TTL and TTL/K in µs, Load, a sub-filter's bytes, the
-// minute key's TTL in s, then the arguments of the BITFIELD that sets the
-// item's k positions ("SET", "u1", position, "1", ...): the script passes
-// them through as they are, and reads the positions off every fourth. It
-// returns 0 for a repeat, 1 for a counted pair, 2 for a counted pair added
-// to a full pool.
+// is most of the cost. KEYS: the total, the minute key, the duplicates'
+// total and minute key, the pool's hash, its P slot keys. ARGV: the shared
+// clock (or empty for Redis's TIME), the clock offset in µs, TTL and TTL/K
+// in µs, Load, a sub-filter's bytes, the minute keys' TTL in s, then the
+// arguments of the BITFIELD that sets the item's k positions ("SET", "u1",
+// position, "1", ...): the script passes them through as they are, and
+// reads the positions off every fourth. It returns 0 for a repeat (counted
+// as a duplicate), 1 for a counted pair, 2 for a counted pair added to a
+// full pool.
 //
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
@@ -138,16 +139,20 @@ end
 var bloomOneScript = rueidis.NewLuaScript(poolLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
-local p = loadPool(3, 4, ttl, now)
+local p = loadPool(5, 6, ttl, now)
 for _, i in ipairs(p.order) do
-  local key, all = KEYS[4 + i], true
+  local key, all = KEYS[6 + i], true
   for j = 10, #ARGV, 4 do
     if redis.call('GETBIT', key, ARGV[j]) == 0 then all = false; break end
   end
-  if all then return 0 end
+  if all then
+    if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[7]) end
+    redis.call('INCR', KEYS[3])
+    return 0
+  end
 end
 local o = target(p, now, ttl, slice, tonumber(ARGV[5]), tonumber(ARGV[6]))
-redis.call('BITFIELD', KEYS[4 + o], unpack(ARGV, 8))
+redis.call('BITFIELD', KEYS[6 + o], unpack(ARGV, 8))
 added(p, o, now)
 savePool(p, now, ttl, slice)
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
@@ -156,20 +161,21 @@ return 1 + p.full`)
 
 // bloomScript dedups and counts the items of one campaign against its
 // pool, in order, all at one arrival time: a pair repeated within the call
-// is a repeat. KEYS: the total, nm minute keys, the pool's hash, its P
-// slot keys. ARGV: as bloomOneScript's first seven, then nm, k, then per
-// item its minute key index and its k bit positions. Each sub-filter is
-// probed bit by bit and given up at its first clear bit, so a new pair
-// costs about two GETBITs per live sub-filter. It returns 1 for each
-// counted item, 0 for each repeat, then the number of pairs added to a
-// full pool.
+// is a repeat. KEYS: the total, nm minute keys, the duplicates' total and
+// nm minute keys, the pool's hash, its P slot keys. ARGV: as
+// bloomOneScript's first seven, then nm, k, then per item its minute key
+// index and its k bit positions. Each sub-filter is probed bit by bit and
+// given up at its first clear bit, so a new pair costs about two GETBITs
+// per live sub-filter. It returns 1 for each counted item, 0 for each
+// repeat (counted as a duplicate of its minute), then the number of pairs
+// added to a full pool.
 var bloomScript = rueidis.NewLuaScript(poolLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
-local s0 = 3 + nm
-local p = loadPool(2 + nm, s0, ttl, now)
-local out, per, counted = {}, {}, 0
+local s0 = 4 + 2 * nm
+local p = loadPool(3 + 2 * nm, s0, ttl, now)
+local out, per, counted, dper, dups = {}, {}, 0, {}, 0
 local i, a = 0, 10
 while a <= #ARGV do
   i = i + 1
@@ -183,6 +189,9 @@ while a <= #ARGV do
   end
   if seen then
     out[i] = 0
+    local dk = 3 + nm + tonumber(ARGV[a])
+    dper[dk] = (dper[dk] or 0) + 1
+    dups = dups + 1
   else
     local o = target(p, now, ttl, slice, load, bytes)
     local key = KEYS[s0 + o]
@@ -202,6 +211,11 @@ end
 for mk, n in pairs(per) do
   redis.call('INCRBY', KEYS[mk], n)
   redis.call('EXPIRE', KEYS[mk], ARGV[7])
+end
+if dups > 0 then redis.call('INCRBY', KEYS[2 + nm], dups) end
+for dk, n in pairs(dper) do
+  redis.call('INCRBY', KEYS[dk], n)
+  redis.call('EXPIRE', KEYS[dk], ARGV[7])
 end
 out[i + 1] = p.full
 return out`)
@@ -255,9 +269,10 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	t := tag(it.Campaign)
-	var keyBuf [3 + maxPoolSlots]string
+	var keyBuf [5 + maxPoolSlots]string
 	var argBuf [7 + 4*64]string
-	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10)), t)
+	minute := strconv.FormatInt(it.Minute, 10)
+	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute), t)
 	args := s.poolArgs(argBuf[:0], s.clockArg())
 	var pos [64]uint64
 	sketch.Positions(s.keys().Key([]byte(it.Campaign), it.User), s.pool.Bits, pos[:s.pool.Hashes])
@@ -282,8 +297,7 @@ const maxPoolSlots = 32
 func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaExec {
 	c := items[idx[0]].Campaign
 	t := tag(c)
-	keys, itemMinute := minuteKeys(items, idx, t)
-	nm := len(keys) - 1
+	keys, itemMinute, nm := minuteKeys(items, idx, t)
 	keys = s.appendPool(keys, t)
 	args := append(s.poolArgs(nil, clockArg), strconv.Itoa(nm), strconv.Itoa(int(s.pool.Hashes)))
 	var pos [64]uint64

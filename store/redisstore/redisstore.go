@@ -448,24 +448,42 @@ func (s *Store) ListCampaigns() ([]Campaign, error) {
 	return out, nil
 }
 
-// Minutes returns the counts of the n minutes ending with minute now,
-// oldest first, and the campaign's total.
-func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {
+// Stats are a campaign's counts and duplicates per minute, oldest first,
+// and their totals.
+type Stats struct {
+	Counted, Duplicates    []uint64
+	Total, DuplicatesTotal uint64
+}
+
+// Stats returns the counts and duplicates of the n minutes ending with
+// minute now, and their totals, in one read.
+func (s *Store) Stats(id string, now int64, n int) (Stats, error) {
+	t := tag(id)
+	keys := make([]string, 0, 2*n+2)
+	for _, kind := range []string{"m:", "d:"} {
+		for m := now - int64(n) + 1; m <= now; m++ {
+			keys = append(keys, t+kind+strconv.FormatInt(m, 10))
+		}
+	}
+	keys = append(keys, t+"total", t+"dtotal")
+	counts, err := s.mget("read stats", keys)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{Counted: counts[:n], Duplicates: counts[n : 2*n], Total: counts[2*n], DuplicatesTotal: counts[2*n+1]}, nil
+}
+
+// mget reads counters; a missing key reads 0.
+func (s *Store) mget(op string, keys []string) ([]uint64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	keys := make([]string, 0, n+1)
-	t := tag(id)
-	for m := now - int64(n) + 1; m <= now; m++ {
-		keys = append(keys, t+"m:"+strconv.FormatInt(m, 10))
-	}
-	keys = append(keys, t+"total")
 	c, err := s.conn()
 	if err != nil {
-		return nil, 0, s.fail("read stats", err)
+		return nil, s.fail(op, err)
 	}
 	vals, err := c.Do(ctx, c.B().Mget().Key(keys...).Build()).ToArray()
 	if err != nil {
-		return nil, 0, s.fail("read stats", err)
+		return nil, s.fail(op, err)
 	}
 	counts := make([]uint64, len(vals))
 	for i, v := range vals {
@@ -474,9 +492,25 @@ func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {
 		}
 		c, err := v.AsUint64()
 		if err != nil {
-			return nil, 0, s.fail("read stats", err)
+			return nil, s.fail(op, err)
 		}
 		counts[i] = c
+	}
+	return counts, nil
+}
+
+// Minutes returns the counts of the n minutes ending with minute now,
+// oldest first, and the campaign's total.
+func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {
+	keys := make([]string, 0, n+1)
+	t := tag(id)
+	for m := now - int64(n) + 1; m <= now; m++ {
+		keys = append(keys, t+"m:"+strconv.FormatInt(m, 10))
+	}
+	keys = append(keys, t+"total")
+	counts, err := s.mget("read stats", keys)
+	if err != nil {
+		return nil, 0, err
 	}
 	return counts[:n], counts[n], nil
 }

@@ -19,16 +19,17 @@ type Item struct {
 
 // exactScript dedups and counts the items of one campaign against its
 // generations: one Redis set of user ids per slice. KEYS: the total, nm
-// minute keys, then the K+1 generation keys, newest first. ARGV: the
-// clock arguments (clockPrelude), the minute keys' TTL in s, nm, then per
-// item its minute key index (0-based) and its user id. It returns 1 for
-// each counted item, 0 for each repeat. Each generation is asked about all
-// items at once (SMISMEMBER), the new ones are added with one SADD, and
-// counts are added once per minute key: a handful of commands per call,
-// not one or two per item.
+// minute keys, the duplicates' total, their nm minute keys, then the K+1
+// generation keys, newest first. ARGV: the clock arguments
+// (clockPrelude), the minute keys' TTL in s, nm, then per item its minute
+// key index (0-based) and its user id. It returns 1 for each counted
+// item, 0 for each repeat, which it counts as a duplicate of its minute.
+// Each generation is asked about all items at once (SMISMEMBER), the new
+// ones are added with one SADD, and counts are added once per minute key:
+// a handful of commands per call, not one or two per item.
 var exactScript = rueidis.NewLuaScript(clockPrelude + `
 local nm = tonumber(ARGV[7])
-local g0 = 2 + nm
+local g0 = 3 + 2 * nm
 local n = (#ARGV - 7) / 2
 local users = {}
 for i = 1, n do users[i] = ARGV[7 + 2 * i] end
@@ -39,15 +40,19 @@ for g = g0, #KEYS do
     if r[i] == 1 then seen[i] = true end
   end
 end
-local out, add, fresh, per, counted = {}, {}, {}, {}, 0
+local out, add, fresh, per, counted, dper, dups = {}, {}, {}, {}, 0, {}, 0
 for i = 1, n do
   local u = users[i]
+  local mi = tonumber(ARGV[6 + 2 * i])
   if seen[i] or fresh[u] then
     out[i] = 0
+    local dk = 3 + nm + mi
+    dper[dk] = (dper[dk] or 0) + 1
+    dups = dups + 1
   else
     fresh[u] = true
     add[#add + 1] = u
-    local mk = 2 + tonumber(ARGV[6 + 2 * i])
+    local mk = 2 + mi
     per[mk] = (per[mk] or 0) + 1
     counted = counted + 1
     out[i] = 1
@@ -62,19 +67,29 @@ for mk, c in pairs(per) do
   redis.call('INCRBY', KEYS[mk], c)
   redis.call('EXPIRE', KEYS[mk], ARGV[6])
 end
+if dups > 0 then redis.call('INCRBY', KEYS[2 + nm], dups) end
+for dk, c in pairs(dper) do
+  redis.call('INCRBY', KEYS[dk], c)
+  redis.call('EXPIRE', KEYS[dk], ARGV[6])
+end
 return out`)
 
 // exactOneScript is exactScript for one item, without its tables: the
 // single-impression path, where the script's own overhead is most of the
-// cost. KEYS: the total, the minute key, the K+1 generations newest first.
-// ARGV: the clock arguments (clockPrelude), the minute key's TTL in s, the
-// user id. A repeat returns at the first generation holding it.
+// cost. KEYS: the total, the minute key, the duplicates' total and minute
+// key, the K+1 generations newest first. ARGV: the clock arguments
+// (clockPrelude), the minute keys' TTL in s, the user id. A repeat is
+// counted as a duplicate and returns at the first generation holding it.
 var exactOneScript = rueidis.NewLuaScript(clockPrelude + `
-for g = 3, #KEYS do
-  if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then return 0 end
+for g = 5, #KEYS do
+  if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
+    if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
+    redis.call('INCR', KEYS[3])
+    return 0
+  end
 end
-redis.call('SADD', KEYS[3], ARGV[7])
-redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('SADD', KEYS[5], ARGV[7])
+redis.call('PEXPIRE', KEYS[5], ttl)
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
 redis.call('INCR', KEYS[1])
 return 1`)
@@ -94,10 +109,11 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 	defer cancel()
 	clockArg, e := s.guess()
 	t := tag(it.Campaign)
-	var keyBuf [3 + maxSlices]string
+	var keyBuf [5 + maxSlices]string
 	var argBuf [clockArgs + 2]string
+	minute := strconv.FormatInt(it.Minute, 10)
 	for try := 1; ; try++ {
-		keys := append(keyBuf[:0], t+"total", t+"m:"+strconv.FormatInt(it.Minute, 10))
+		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute)
 		keys = s.appendGenerations(keys, t, e)
 		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
 		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
@@ -268,10 +284,13 @@ func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []I
 	return nil
 }
 
-// minuteKeys returns the total's key and the minute keys of the items idx
-// of campaign tag t, and each item's index among the minute keys.
-func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int) {
+// minuteKeys returns the keys the counts of the items idx of campaign tag
+// t go to: the total, the minute keys, the duplicates' total and their
+// minute keys (in the same order); each item's index among the minute
+// keys; and nm, the number of minute keys.
+func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int, nm int) {
 	keys = []string{t + "total"}
+	var minutes []int64
 	minuteIdx := map[int64]int{}
 	itemMinute = make([]int, len(idx))
 	for j, i := range idx {
@@ -280,18 +299,22 @@ func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []
 		if !ok {
 			mi = len(minuteIdx)
 			minuteIdx[m] = mi
+			minutes = append(minutes, m)
 			keys = append(keys, t+"m:"+strconv.FormatInt(m, 10))
 		}
 		itemMinute[j] = mi
 	}
-	return keys, itemMinute
+	keys = append(keys, t+"dtotal")
+	for _, m := range minutes {
+		keys = append(keys, t+"d:"+strconv.FormatInt(m, 10))
+	}
+	return keys, itemMinute, len(minutes)
 }
 
 // exactExec builds one exactScript call for the items idx of one campaign,
 // for slice e.
 func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rueidis.LuaExec {
-	keys, itemMinute := minuteKeys(items, idx, tag(items[idx[0]].Campaign))
-	nm := len(keys) - 1
+	keys, itemMinute, nm := minuteKeys(items, idx, tag(items[idx[0]].Campaign))
 	keys = s.appendGenerations(keys, tag(items[idx[0]].Campaign), e)
 	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(nm))
 	for j, i := range idx {
