@@ -53,8 +53,43 @@ type limitedDeduper interface {
 type localCampaign struct {
 	Campaign
 	counter stats.Counter
-	dups    stats.Counter
+	dups    lazyCounter
 	gone    atomic.Bool
+}
+
+// lazyCounter is a stats.Counter allocated by its first Add: a campaign
+// without duplicates costs a pointer for them, not 11 KiB. It is safe for
+// concurrent use.
+type lazyCounter struct{ p atomic.Pointer[stats.Counter] }
+
+func (l *lazyCounter) counter() *stats.Counter {
+	if c := l.p.Load(); c != nil {
+		return c
+	}
+	l.p.CompareAndSwap(nil, new(stats.Counter))
+	return l.p.Load()
+}
+
+// Add counts as stats.Counter.Add does, allocating the counter first.
+func (l *lazyCounter) Add(m, now int64) { l.counter().Add(m, now) }
+
+// Read reads the windows, all zero before the first Add.
+func (l *lazyCounter) Read(now int64) stats.Window {
+	if c := l.p.Load(); c != nil {
+		return c.Read(now)
+	}
+	return stats.Window{}
+}
+
+// emptyCounter is what a lazyCounter without adds encodes as.
+var emptyCounter stats.Counter
+
+// encoded returns the counter to encode: the empty one before any Add.
+func (l *lazyCounter) encoded() *stats.Counter {
+	if c := l.p.Load(); c != nil {
+		return c
+	}
+	return &emptyCounter
 }
 
 // newLocalCampaign returns c with a counter of its own, keyed in dedup by

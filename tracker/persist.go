@@ -414,7 +414,7 @@ func (l *local) appendCampaigns(b []byte) []byte {
 		}
 		b = appendString(b, c.keyTail)
 		b = appendCounter(b, c.counter)
-		b = appendCounter(b, c.dups)
+		b = appendCounter(b, c.dups.encoded())
 	}
 	return b
 }
@@ -454,6 +454,7 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 	}
 	var fixed [8]byte
 	var counter []byte
+	var spare *stats.Counter
 	for range n {
 		idx, err := binary.ReadUvarint(r)
 		if err != nil || idx > 1<<32-1 {
@@ -506,8 +507,17 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 			return err
 		}
 		if version >= 2 {
-			if err := readCounter(c.dups); err != nil {
+			// An empty counter stays unallocated (lazyCounter): it is
+			// read into spare, which the next campaign reuses.
+			if spare == nil {
+				spare = new(stats.Counter)
+			}
+			if err := readCounter(spare); err != nil {
 				return err
+			}
+			if spare.Total() > 0 {
+				c.dups.p.Store(spare)
+				spare = nil
 			}
 		}
 		if err := l.campaigns.restore(c); err != nil {
