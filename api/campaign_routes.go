@@ -156,39 +156,99 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(b)
 }
 
-var errBadWindow = newError(fasthttp.StatusUnprocessableEntity, "window must be 1h or 24h")
+var (
+	errBadWindow      = newError(fasthttp.StatusUnprocessableEntity, "window must be 1h, 24h, 7d, 30d or 90d")
+	errWindowAndRange = newError(fasthttp.StatusUnprocessableEntity, "give window, or from (with to and step), not both")
+	errRangeFrom      = newError(fasthttp.StatusUnprocessableEntity, "from is required with to or step")
+	errRangeTimes     = newError(fasthttp.StatusUnprocessableEntity, "from and to must be RFC 3339 date-times, e.g. 2026-01-02T15:04:05Z")
+	errStep           = fromCore(tracker.ErrStep)
+)
 
-// getSeries serves GET /api/v1/campaigns/{id}/series?window=1h|24h: the
-// per-minute counts of the window ending with the current minute, oldest
-// first, minutes without impressions as zeros. The window defaults to 1h.
+// seriesWindows are the windows of /series: their step and length.
+var seriesWindows = map[string]struct {
+	step time.Duration
+	n    int
+}{
+	"1h":  {time.Minute, 60},
+	"24h": {time.Minute, 24 * 60},
+	"7d":  {time.Hour, 7 * 24},
+	"30d": {24 * time.Hour, 30},
+	"90d": {24 * time.Hour, 90},
+}
+
+var steps = map[string]time.Duration{"1m": time.Minute, "1h": time.Hour, "1d": 24 * time.Hour}
+
+// getSeries serves GET /api/v1/campaigns/{id}/series: the counts of a
+// window ending with the current step (window=1h or 24h: per minute, the
+// default 1h; 7d: per hour; 30d, 90d: per day), or of a range (from, to,
+// default now, and step=1m|1h|1d), oldest first, steps without
+// impressions as zeros.
 func (s *Server) getSeries(ctx *fasthttp.RequestCtx) {
-	var n int
-	switch w := string(ctx.QueryArgs().Peek("window")); w {
-	case "", "1h":
-		n = 60
-	case "24h":
-		n = 24 * 60
-	default:
-		writeError(ctx, errBadWindow)
+	args := ctx.QueryArgs()
+	now := s.core.Now()
+	var step time.Duration
+	var from, to time.Time
+	switch {
+	case args.Has("window") && (args.Has("from") || args.Has("to") || args.Has("step")):
+		writeError(ctx, errWindowAndRange)
 		return
+	case args.Has("from"):
+		var ok bool
+		if from, ok = tracker.ParseTime(args.Peek("from")); !ok {
+			writeError(ctx, errRangeTimes)
+			return
+		}
+		to = now
+		if args.Has("to") {
+			if to, ok = tracker.ParseTime(args.Peek("to")); !ok {
+				writeError(ctx, errRangeTimes)
+				return
+			}
+		}
+		if step, ok = steps[string(args.Peek("step"))]; !ok {
+			writeError(ctx, errStep)
+			return
+		}
+	case args.Has("to") || args.Has("step"):
+		writeError(ctx, errRangeFrom)
+		return
+	default:
+		w := string(args.Peek("window"))
+		if w == "" {
+			w = "1h"
+		}
+		win, ok := seriesWindows[w]
+		if !ok {
+			writeError(ctx, errBadWindow)
+			return
+		}
+		step, to = win.step, now
+		// The n steps ending with the one holding now.
+		from = now.Truncate(step).Add(-time.Duration(win.n-1) * step)
 	}
-	c, first, counts, err := s.core.Series(pathID(ctx), n)
+	c, points, err := s.core.History(pathID(ctx), step, from, to)
 	if err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return
 	}
-	out := make([]byte, 0, 64+n*48)
+	out := make([]byte, 0, 64+len(points)*80)
 	out = append(out, `{"campaign_id":`...)
 	out = appendJSONString(out, c.ID)
-	out = append(out, `,"resolution":"1m","points":[`...)
-	for i, v := range counts {
+	out = append(out, `,"resolution":"`...)
+	out = append(out, map[time.Duration]string{time.Minute: "1m", time.Hour: "1h", 24 * time.Hour: "1d"}[step]...)
+	out = append(out, `","points":[`...)
+	for i, p := range points {
 		if i > 0 {
 			out = append(out, ',')
 		}
+		// t and start are the same instant: t as the first version of
+		// this route named it, start as the range form does.
 		out = append(out, `{"t":"`...)
-		out = time.Unix((first+int64(i))*60, 0).UTC().AppendFormat(out, time.RFC3339)
+		out = p.Start.AppendFormat(out, time.RFC3339)
+		out = append(out, `","start":"`...)
+		out = p.Start.AppendFormat(out, time.RFC3339)
 		out = append(out, `","count":`...)
-		out = strconv.AppendUint(out, v, 10)
+		out = strconv.AppendUint(out, p.Count, 10)
 		out = append(out, '}')
 	}
 	out = append(out, "]}"...)

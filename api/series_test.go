@@ -58,7 +58,7 @@ func TestSeries(t *testing.T) {
 		}
 	}
 	ts.do("GET", "/api/v1/campaigns/c1/series?window=2h", "").want(t, 422)
-	ts.do("GET", "/api/v1/campaigns/nope/series?window=7d", "").want(t, 422)
+	ts.do("GET", "/api/v1/campaigns/nope/series?window=2d", "").want(t, 422)
 	ts.do("GET", "/api/v1/campaigns/nope/series", "").want(t, 404)
 	ts.do("POST", "/api/v1/campaigns/c1/series", "").want(t, 405)
 }

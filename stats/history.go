@@ -26,8 +26,8 @@ const (
 // lock except when a 64-day period gets its first impression.
 type History struct {
 	hours [HistoryDays]atomic.Pointer[hourChunk] // day d in slot d mod HistoryDays
-	days  atomic.Pointer[map[int64]*dayCounts]    // by d / dayChunk, copied on write
-	mu    sync.Mutex                              // serialises writers of days
+	days  atomic.Pointer[map[int64]*dayCounts]   // by d / dayChunk, copied on write
+	mu    sync.Mutex                             // serialises writers of days
 }
 
 // hourChunk holds the 24 hourly counts of one day.

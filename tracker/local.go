@@ -54,6 +54,7 @@ type localCampaign struct {
 	Campaign
 	counter stats.Counter
 	dups    lazyCounter
+	hist    stats.History
 	gone    atomic.Bool
 }
 
@@ -98,6 +99,7 @@ func newLocalCampaign(c Campaign, keyTail string) *Campaign {
 	lc := &localCampaign{Campaign: c}
 	lc.Campaign.counter = &lc.counter
 	lc.Campaign.dups = &lc.dups
+	lc.Campaign.hist = &lc.hist
 	lc.Campaign.gone = &lc.gone
 	lc.Campaign.keyTail = keyTail
 	if keyTail == "" {
@@ -379,7 +381,9 @@ func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec
 		}
 		return true, nil
 	}
-	c.counter.Add(m, stats.Minute(now))
+	nowMin := stats.Minute(now)
+	c.counter.Add(m, nowMin)
+	c.hist.Add(m, nowMin)
 	if rec != nil {
 		var u []byte
 		if l.keyed == nil {
@@ -398,6 +402,21 @@ func (l *local) series(c *Campaign, now int64, dst []uint64) error {
 	first := now - int64(len(dst)) + 1
 	for i := range dst {
 		dst[i] = c.counter.At(first + int64(i))
+	}
+	return nil
+}
+
+func (l *local) history(c *Campaign, step time.Duration, first int64, dst []uint64) error {
+	for i := range dst {
+		n := first + int64(i)
+		switch step {
+		case time.Minute:
+			dst[i] = c.counter.At(n)
+		case time.Hour:
+			dst[i] = c.hist.Hour(n)
+		default:
+			dst[i] = c.hist.Day(n)
+		}
 	}
 	return nil
 }

@@ -268,6 +268,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 				return errors.New("record holds a pair's hash, not its user id: the log was written with -dedup bloom")
 			}
 			c.counter.Add(r.Minute, nowMin)
+			c.hist.Add(r.Minute, nowMin)
 		}
 		return nil
 	})
@@ -396,8 +397,9 @@ func (l *local) snapshotTo(p *persister) error {
 
 // appendCampaigns encodes every campaign (version 2): count, then per
 // campaign its index, id, name, start, end (a byte, 1 if it has one, then
-// the end), dedup key tail, counter and duplicates' counter. Version 1 has
-// no end, no tail and no duplicates.
+// the end), dedup key tail, counter, duplicates' counter and history
+// (hours and days), each of the last three after its length (uint32).
+// Version 1 has no end, no tail, no duplicates and no history.
 func (l *local) appendCampaigns(b []byte) []byte {
 	all := l.campaigns.list()
 	b = binary.AppendUvarint(b, uint64(len(all)))
@@ -415,6 +417,10 @@ func (l *local) appendCampaigns(b []byte) []byte {
 		b = appendString(b, c.keyTail)
 		b = appendCounter(b, c.counter)
 		b = appendCounter(b, c.dups.encoded())
+		n := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b, _ = c.hist.AppendBinary(b)
+		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
 	}
 	return b
 }
@@ -434,6 +440,10 @@ func appendString(b []byte, s string) []byte {
 }
 
 var errCampaignsSection = errors.New("malformed campaigns section")
+
+// maxHistoryBytes bounds a campaign's history in a snapshot: a full ring
+// of hours and daily counts from 1678 to 2262.
+const maxHistoryBytes = 8 + stats.HistoryDays*(8+24*8) + (600*366/64+2)*(8+64*8)
 
 // readCampaigns decodes appendCampaigns' encoding of the given version
 // into the campaign table.
@@ -518,6 +528,20 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 			if spare.Total() > 0 {
 				c.dups.p.Store(spare)
 				spare = nil
+			}
+			if _, err := io.ReadFull(r, fixed[:4]); err != nil {
+				return err
+			}
+			size := binary.LittleEndian.Uint32(fixed[:4])
+			if size > maxHistoryBytes {
+				return errCampaignsSection
+			}
+			counter = append(counter[:0], make([]byte, size)...)
+			if _, err := io.ReadFull(r, counter); err != nil {
+				return err
+			}
+			if err := c.hist.UnmarshalBinary(counter); err != nil {
+				return err
 			}
 		}
 		if err := l.campaigns.restore(c); err != nil {

@@ -118,7 +118,8 @@ func campaignsV1(t *testing.T, b []byte) []byte {
 		size := int(binary.LittleEndian.Uint32(b))
 		out = append(out, b[:4+size]...)
 		b = b[4+size:]
-		b = b[4+int(binary.LittleEndian.Uint32(b)):] // the duplicates, which version 1 has not
+		b = b[4+int(binary.LittleEndian.Uint32(b)):] // the duplicates and history, which version 1 has not
+		b = b[4+int(binary.LittleEndian.Uint32(b)):]
 	}
 	if len(b) != 0 {
 		t.Fatal("campaignsV1: trailing bytes")

@@ -244,6 +244,15 @@ func (s *shared) series(c *Campaign, now int64, dst []uint64) error {
 	return nil
 }
 
+// history serves minute points from the minute keys; hours and days are
+// not kept in Redis yet.
+func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uint64) error {
+	if step != time.Minute {
+		return ErrHistoryUnsupported
+	}
+	return s.series(c, first+int64(len(dst))-1, dst)
+}
+
 func (s *shared) trackOne(c *Campaign, _, user []byte, at, _ time.Time) (bool, error) {
 	item := [1]redisstore.Item{{Campaign: c.ID, User: user, Minute: stats.Minute(at)}}
 	var counted [1]bool

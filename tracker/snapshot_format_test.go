@@ -100,6 +100,10 @@ func campaignEntryOf(version byte, idx uint64, id string, counterSize int) []byt
 		d, _ := dups.AppendBinary(nil)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
 		b = append(b, d...)
+		var hist stats.History
+		h, _ := hist.AppendBinary(nil)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
+		b = append(b, h...)
 	}
 	return b
 }

@@ -52,6 +52,11 @@ type state interface {
 	// ending with now, oldest first.
 	series(c *Campaign, now int64, dst []uint64) error
 
+	// history fills dst with c's counts per step (time.Minute, time.Hour
+	// or a day) from the step numbered first (Unix minutes, hours or
+	// days), oldest first. The range is one the Tracker checked is kept.
+	history(c *Campaign, step time.Duration, first int64, dst []uint64) error
+
 	// retryAfter is how long until the dedup window next frees room for
 	// a new pair, when it bounds its pairs.
 	retryAfter(now time.Time) time.Duration

@@ -38,7 +38,8 @@ type Campaign struct {
 	// leaves them zero.
 	index   uint32
 	counter *stats.Counter
-	dups    *lazyCounter // the duplicates, by event minute
+	dups    *lazyCounter   // the duplicates, by event minute
+	hist    *stats.History // the counts by hour and by day
 	gone    *atomic.Bool
 	// key is the id for a campaign created by an earlier version; for
 	// every other, the id, a 0 byte and keyTail (16 random hex digits,
