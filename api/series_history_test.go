@@ -24,9 +24,8 @@ func (h historyJSON) sum() (n uint64) {
 }
 
 // TestSeriesHistory: the 7d, 30d and 90d windows and from/to/step ranges,
-// their points, alignment and the 422s for what is not kept; in the
-// shared-store run hourly and daily points answer 501 and minute ranges
-// work.
+// their points, alignment and the 422s for what is not kept, in both
+// stores.
 func TestSeriesHistory(t *testing.T) {
 	ts := newTestServer(t, "exact")
 	ts.createCampaign("c")
@@ -44,15 +43,9 @@ func TestSeriesHistory(t *testing.T) {
 	}
 	day := testNow.UTC().Truncate(24 * time.Hour)
 	hour := testNow.UTC().Truncate(time.Hour)
-	// Minute ranges work in both stores.
 	h := get("from="+url.QueryEscape(rfc3339(testNow.Add(-3*time.Hour)))+"&step=1m", 200)
 	if h.Resolution != "1m" || len(h.Points) != 181 || h.sum() != 2 || h.Points[180].Start != testNow.UTC().Truncate(time.Minute).Format(time.RFC3339) {
 		t.Fatalf("3 hours of minutes: %s, %d points, sum %d", h.Resolution, len(h.Points), h.sum())
-	}
-	if testRedis() {
-		wantError(t, ts.do("GET", "/api/v1/campaigns/c/series?window=7d", "").want(t, 501), 501,
-			"hourly and daily points are not available with a shared Redis store yet; minute points are")
-		return
 	}
 	for _, tc := range []struct {
 		window string
@@ -96,20 +89,5 @@ func TestSeriesHistory(t *testing.T) {
 		{"window=1y", "window must be 1h, 24h, 7d, 30d or 90d"},
 	} {
 		wantError(t, ts.do("GET", "/api/v1/campaigns/c/series?"+tc.query, "").want(t, 422), 422, tc.msg)
-	}
-}
-
-// TestHistoryNotOnRedis: with a shared Redis store, hourly and daily
-// points answer 501, on a Redis of this test's own (so that the
-// in-process run produces them too).
-func TestHistoryNotOnRedis(t *testing.T) {
-	ts, _ := redisServers(t, "exact", 1, 5*time.Second)
-	ts[0].createCampaign("c")
-	for _, q := range []string{"window=90d", "from=" + url.QueryEscape(rfc3339(testNow.Add(-time.Hour))) + "&step=1h"} {
-		wantError(t, ts[0].do("GET", "/api/v1/campaigns/c/series?"+q, "").want(t, 501), 501,
-			"hourly and daily points are not available with a shared Redis store yet; minute points are")
-	}
-	if r := ts[0].do("HEAD", "/api/v1/campaigns/c/series?window=7d", "").wantFor(t, "HEAD", 501); len(r.body) != 0 {
-		t.Fatalf("HEAD with a body: %q", r.body)
 	}
 }

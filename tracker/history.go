@@ -23,9 +23,6 @@ var (
 	ErrStep      = newError(Invalid, "step must be 1m, 1h or 1d")
 	ErrRangeFrom = newError(Invalid, "from must not be after to")
 	ErrRangeSize = newError(Invalid, fmt.Sprintf("a range holds at most %d points: narrow it or take a longer step", MaxPoints))
-	// ErrHistoryUnsupported answers hourly and daily reads on a state
-	// that does not keep them.
-	ErrHistoryUnsupported = newError(Unsupported, "hourly and daily points are not available with a shared Redis store yet; minute points are")
 )
 
 // notKept says what a step keeps, for a range that starts before it.

@@ -244,13 +244,23 @@ func (s *shared) series(c *Campaign, now int64, dst []uint64) error {
 	return nil
 }
 
-// history serves minute points from the minute keys; hours and days are
-// not kept in Redis yet.
+// history reads the minute, hour or day keys the scripts count into.
 func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uint64) error {
-	if step != time.Minute {
-		return ErrHistoryUnsupported
+	var counts []uint64
+	var err error
+	switch step {
+	case time.Minute:
+		return s.series(c, first+int64(len(dst))-1, dst)
+	case time.Hour:
+		counts, err = s.remote.Hours(c.ID, first, len(dst))
+	default:
+		counts, err = s.remote.Days(c.ID, first, len(dst))
 	}
-	return s.series(c, first+int64(len(dst))-1, dst)
+	if err != nil {
+		return s.errRedis(err)
+	}
+	copy(dst, counts)
+	return nil
 }
 
 func (s *shared) trackOne(c *Campaign, _, user []byte, at, _ time.Time) (bool, error) {

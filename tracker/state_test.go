@@ -110,6 +110,7 @@ func TestStates(t *testing.T) {
 		{"TrackOne", testStateTrackOne},
 		{"TrackBatch", testStateTrackBatch},
 		{"Window", testStateWindow},
+		{"History", testStateHistory},
 		{"Concurrent", testStateConcurrent},
 		{"Metrics", testStateMetrics},
 	}
@@ -379,4 +380,48 @@ func testStateMetrics(t *testing.T, s state, clock *fakeClock) {
 			t.Errorf("sample %q has no HELP", line)
 		}
 	}
+}
+
+// testStateHistory: counted impressions land in their event hour and day;
+// duplicates do not.
+func testStateHistory(t *testing.T, s state, clock *fakeClock) {
+	c := mustCreate(t, s, "c", clock.Now().Add(-400*24*time.Hour))
+	now := clock.Now()
+	ago := []time.Duration{0, 3 * time.Hour, 50 * 24 * time.Hour, 150 * 24 * time.Hour}
+	for i, a := range ago {
+		for range 2 { // the second is a duplicate
+			if _, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", i)), now.Add(-a), now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nowMin := stats.Minute(now)
+	hours := make([]uint64, 60*24)
+	firstHour := stats.HourOf(nowMin) - int64(len(hours)) + 1
+	if err := s.history(c, time.Hour, firstHour, hours); err != nil {
+		t.Fatal(err)
+	}
+	days := make([]uint64, 200)
+	firstDay := stats.DayOf(nowMin) - int64(len(days)) + 1
+	if err := s.history(c, 24*time.Hour, firstDay, days); err != nil {
+		t.Fatal(err)
+	}
+	want := func(got []uint64, first int64, at map[int64]uint64) {
+		t.Helper()
+		for i, v := range got {
+			if v != at[first+int64(i)] {
+				t.Fatalf("point %d (of %d from %d): %d, want %d", i, len(got), first, v, at[first+int64(i)])
+			}
+		}
+	}
+	hourAt, dayAt := map[int64]uint64{}, map[int64]uint64{}
+	for _, a := range ago {
+		m := stats.Minute(now.Add(-a))
+		if h := stats.HourOf(m); h >= firstHour {
+			hourAt[h]++
+		}
+		dayAt[stats.DayOf(m)]++
+	}
+	want(hours, firstHour, hourAt)
+	want(days, firstDay, dayAt)
 }

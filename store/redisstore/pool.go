@@ -124,7 +124,8 @@ end
 // bloomOneScript dedups and counts one item of a campaign against its pool
 // (see above): the single-impression path, where the script's own overhead
 // is most of the cost. KEYS: the total, the minute key, the duplicates'
-// total and minute key, the pool's hash, its P slot keys. ARGV: the shared
+// total and minute key, the hour and day keys, the pool's hash, its P
+// slot keys. ARGV: the shared
 // clock (or empty for Redis's TIME), the clock offset in µs, TTL and TTL/K
 // in µs, Load, a sub-filter's bytes, the minute keys' TTL in s, then the
 // arguments of the BITFIELD that sets the item's k positions ("SET", "u1",
@@ -136,12 +137,12 @@ end
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
 // which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(poolLua + `
+var bloomOneScript = rueidis.NewLuaScript(poolLua + countsLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
-local p = loadPool(5, 6, ttl, now)
+local p = loadPool(7, 8, ttl, now)
 for _, i in ipairs(p.order) do
-  local key, all = KEYS[6 + i], true
+  local key, all = KEYS[8 + i], true
   for j = 10, #ARGV, 4 do
     if redis.call('GETBIT', key, ARGV[j]) == 0 then all = false; break end
   end
@@ -152,29 +153,30 @@ for _, i in ipairs(p.order) do
   end
 end
 local o = target(p, now, ttl, slice, tonumber(ARGV[5]), tonumber(ARGV[6]))
-redis.call('BITFIELD', KEYS[6 + o], unpack(ARGV, 8))
+redis.call('BITFIELD', KEYS[8 + o], unpack(ARGV, 8))
 added(p, o, now)
 savePool(p, now, ttl, slice)
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
+counts(KEYS[2], KEYS[5], KEYS[6], 1, ARGV[7])
 redis.call('INCR', KEYS[1])
 return 1 + p.full`)
 
 // bloomScript dedups and counts the items of one campaign against its
 // pool, in order, all at one arrival time: a pair repeated within the call
 // is a repeat. KEYS: the total, nm minute keys, the duplicates' total and
-// nm minute keys, the pool's hash, its P slot keys. ARGV: as
+// nm minute keys, the nm hour and nm day keys of the minutes, the pool's
+// hash, its P slot keys. ARGV: as
 // bloomOneScript's first seven, then nm, k, then per item its minute key
 // index and its k bit positions. Each sub-filter is probed bit by bit and
 // given up at its first clear bit, so a new pair costs about two GETBITs
 // per live sub-filter. It returns 1 for each counted item, 0 for each
 // repeat (counted as a duplicate of its minute), then the number of pairs
 // added to a full pool.
-var bloomScript = rueidis.NewLuaScript(poolLua + `
+var bloomScript = rueidis.NewLuaScript(poolLua + countsLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
-local s0 = 4 + 2 * nm
-local p = loadPool(3 + 2 * nm, s0, ttl, now)
+local s0 = 4 + 4 * nm
+local p = loadPool(3 + 4 * nm, s0, ttl, now)
 local out, per, counted, dper, dups = {}, {}, 0, {}, 0
 local i, a = 0, 10
 while a <= #ARGV do
@@ -197,8 +199,8 @@ while a <= #ARGV do
     local key = KEYS[s0 + o]
     for j = 1, k do redis.call('SETBIT', key, ARGV[a + j], 1) end
     added(p, o, now)
-    local mk = 2 + tonumber(ARGV[a])
-    per[mk] = (per[mk] or 0) + 1
+    local mi = tonumber(ARGV[a])
+    per[mi] = (per[mi] or 0) + 1
     counted = counted + 1
     out[i] = 1
   end
@@ -208,9 +210,8 @@ if counted > 0 then
   savePool(p, now, ttl, slice)
   redis.call('INCRBY', KEYS[1], counted)
 end
-for mk, n in pairs(per) do
-  redis.call('INCRBY', KEYS[mk], n)
-  redis.call('EXPIRE', KEYS[mk], ARGV[7])
+for mi, n in pairs(per) do
+  counts(KEYS[2 + mi], KEYS[3 + 2 * nm + mi], KEYS[3 + 3 * nm + mi], n, ARGV[7])
 end
 if dups > 0 then redis.call('INCRBY', KEYS[2 + nm], dups) end
 for dk, n in pairs(dper) do
@@ -269,10 +270,11 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	t := tag(it.Campaign)
-	var keyBuf [5 + maxPoolSlots]string
+	var keyBuf [7 + maxPoolSlots]string
 	var argBuf [7 + 4*64]string
 	minute := strconv.FormatInt(it.Minute, 10)
-	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute), t)
+	hour, day := hourDayKeys(t, it.Minute)
+	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day), t)
 	args := s.poolArgs(argBuf[:0], s.clockArg())
 	var pos [64]uint64
 	sketch.Positions(s.keys().Key([]byte(it.Campaign), it.User), s.pool.Bits, pos[:s.pool.Hashes])

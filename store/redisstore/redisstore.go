@@ -499,6 +499,29 @@ func (s *Store) mget(op string, keys []string) ([]uint64, error) {
 	return counts, nil
 }
 
+// Hours returns the counts of the n Unix hours from first; Days those of
+// the n Unix days from first. Hours are kept 91 days, days for good.
+func (s *Store) Hours(id string, first int64, n int) ([]uint64, error) {
+	return s.series(id, "h:", first, n)
+}
+
+// Days: see Hours.
+func (s *Store) Days(id string, first int64, n int) ([]uint64, error) {
+	return s.series(id, "day:", first, n)
+}
+
+func (s *Store) series(id, kind string, first int64, n int) ([]uint64, error) {
+	t := tag(id)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = t + kind + strconv.FormatInt(first+int64(i), 10)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return s.mget("read history", keys)
+}
+
 // Minutes returns the counts of the n minutes ending with minute now,
 // oldest first, and the campaign's total.
 func (s *Store) Minutes(id string, now int64, n int) ([]uint64, uint64, error) {

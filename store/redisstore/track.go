@@ -19,7 +19,8 @@ type Item struct {
 
 // exactScript dedups and counts the items of one campaign against its
 // generations: one Redis set of user ids per slice. KEYS: the total, nm
-// minute keys, the duplicates' total, their nm minute keys, then the K+1
+// minute keys, the duplicates' total, their nm minute keys, the nm hour
+// keys and nm day keys of the minutes (see minuteKeys), then the K+1
 // generation keys, newest first. ARGV: the clock arguments
 // (clockPrelude), the minute keys' TTL in s, nm, then per item its minute
 // key index (0-based) and its user id. It returns 1 for each counted
@@ -27,9 +28,9 @@ type Item struct {
 // Each generation is asked about all items at once (SMISMEMBER), the new
 // ones are added with one SADD, and counts are added once per minute key:
 // a handful of commands per call, not one or two per item.
-var exactScript = rueidis.NewLuaScript(clockPrelude + `
+var exactScript = rueidis.NewLuaScript(clockPrelude + countsLua + `
 local nm = tonumber(ARGV[7])
-local g0 = 3 + 2 * nm
+local g0 = 3 + 4 * nm
 local n = (#ARGV - 7) / 2
 local users = {}
 for i = 1, n do users[i] = ARGV[7 + 2 * i] end
@@ -52,8 +53,7 @@ for i = 1, n do
   else
     fresh[u] = true
     add[#add + 1] = u
-    local mk = 2 + mi
-    per[mk] = (per[mk] or 0) + 1
+    per[mi] = (per[mi] or 0) + 1
     counted = counted + 1
     out[i] = 1
   end
@@ -63,9 +63,8 @@ if counted > 0 then
   redis.call('PEXPIRE', KEYS[g0], ttl)
   redis.call('INCRBY', KEYS[1], counted)
 end
-for mk, c in pairs(per) do
-  redis.call('INCRBY', KEYS[mk], c)
-  redis.call('EXPIRE', KEYS[mk], ARGV[6])
+for mi, c in pairs(per) do
+  counts(KEYS[2 + mi], KEYS[3 + 2 * nm + mi], KEYS[3 + 3 * nm + mi], c, ARGV[6])
 end
 if dups > 0 then redis.call('INCRBY', KEYS[2 + nm], dups) end
 for dk, c in pairs(dper) do
@@ -77,22 +76,33 @@ return out`)
 // exactOneScript is exactScript for one item, without its tables: the
 // single-impression path, where the script's own overhead is most of the
 // cost. KEYS: the total, the minute key, the duplicates' total and minute
-// key, the K+1 generations newest first. ARGV: the clock arguments
+// key, the hour and day keys, the K+1 generations newest first. ARGV: the clock arguments
 // (clockPrelude), the minute keys' TTL in s, the user id. A repeat is
 // counted as a duplicate and returns at the first generation holding it.
-var exactOneScript = rueidis.NewLuaScript(clockPrelude + `
-for g = 5, #KEYS do
+var exactOneScript = rueidis.NewLuaScript(clockPrelude + countsLua + `
+for g = 7, #KEYS do
   if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
     if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
     redis.call('INCR', KEYS[3])
     return 0
   end
 end
-redis.call('SADD', KEYS[5], ARGV[7])
-redis.call('PEXPIRE', KEYS[5], ttl)
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
+redis.call('SADD', KEYS[7], ARGV[7])
+redis.call('PEXPIRE', KEYS[7], ttl)
+counts(KEYS[2], KEYS[5], KEYS[6], 1, ARGV[6])
 redis.call('INCR', KEYS[1])
 return 1`)
+
+// countsLua adds c counted impressions of one event minute to its minute
+// key (expiring after ttl s), its hour key (kept 91 days: hourly points
+// are read for 90) and its day key (kept for good).
+const countsLua = `
+local function counts(mk, hk, dk, c, ttl)
+  if redis.call('INCRBY', mk, c) == c then redis.call('EXPIRE', mk, ttl) end
+  if redis.call('INCRBY', hk, c) == c then redis.call('EXPIRE', hk, 7862400) end
+  redis.call('INCRBY', dk, c)
+end
+`
 
 // trackOne is Track for a single item: one script call, auto-pipelined by
 // the client with the calls of concurrent requests; in exact mode, one
@@ -109,11 +119,12 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 	defer cancel()
 	clockArg, e := s.guess()
 	t := tag(it.Campaign)
-	var keyBuf [5 + maxSlices]string
+	var keyBuf [7 + maxSlices]string
 	var argBuf [clockArgs + 2]string
 	minute := strconv.FormatInt(it.Minute, 10)
+	hour, day := hourDayKeys(t, it.Minute)
 	for try := 1; ; try++ {
-		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute)
+		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day)
 		keys = s.appendGenerations(keys, t, e)
 		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
 		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
@@ -286,8 +297,9 @@ func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []I
 
 // minuteKeys returns the keys the counts of the items idx of campaign tag
 // t go to: the total, the minute keys, the duplicates' total and their
-// minute keys (in the same order); each item's index among the minute
-// keys; and nm, the number of minute keys.
+// minute keys, then the hour key and the day key of each minute (in the
+// same order); each item's index among the minute keys; and nm, the
+// number of minute keys.
 func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int, nm int) {
 	keys = []string{t + "total"}
 	var minutes []int64
@@ -308,7 +320,21 @@ func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []
 	for _, m := range minutes {
 		keys = append(keys, t+"d:"+strconv.FormatInt(m, 10))
 	}
+	for _, m := range minutes {
+		h, _ := hourDayKeys(t, m)
+		keys = append(keys, h)
+	}
+	for _, m := range minutes {
+		_, d := hourDayKeys(t, m)
+		keys = append(keys, d)
+	}
 	return keys, itemMinute, len(minutes)
+}
+
+// hourDayKeys returns the keys of the Unix hour and day of minute m of
+// campaign tag t.
+func hourDayKeys(t string, m int64) (hour, day string) {
+	return t + "h:" + strconv.FormatInt(floorDiv(m, 60), 10), t + "day:" + strconv.FormatInt(floorDiv(m, 1440), 10)
 }
 
 // exactExec builds one exactScript call for the items idx of one campaign,
