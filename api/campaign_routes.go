@@ -90,12 +90,16 @@ const (
 	maxListLimit     = 1000
 )
 
-var errListLimit = newError(fasthttp.StatusUnprocessableEntity,
-	"limit must be an integer from 1 to "+strconv.Itoa(maxListLimit))
+var (
+	errListLimit = newError(fasthttp.StatusUnprocessableEntity,
+		"limit must be an integer from 1 to "+strconv.Itoa(maxListLimit))
+	errListPrefix = newError(fasthttp.StatusUnprocessableEntity, "prefix must be at most 64 bytes")
+)
 
-// listCampaigns serves GET /api/v1/campaigns?limit=N&after=<id>: one page
-// of campaigns in id order, with "next" (the id to pass as after for the
-// following page) only when more campaigns follow.
+// listCampaigns serves GET /api/v1/campaigns?limit=N&after=<id>&prefix=<p>:
+// one page of campaigns in id order (only those whose ids start with
+// prefix, when given), with "next" (the id to pass as after for the
+// following page) only when more such campaigns follow.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 	args := ctx.QueryArgs()
 	limit := defaultListLimit
@@ -107,7 +111,12 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		}
 		limit = n
 	}
-	page, more, err := s.core.Campaigns(string(args.Peek("after")), limit)
+	prefix := args.Peek("prefix")
+	if len(prefix) > 64 {
+		writeError(ctx, errListPrefix)
+		return
+	}
+	page, more, err := s.core.CampaignsWithPrefix(string(prefix), string(args.Peek("after")), limit)
 	if err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return

@@ -93,3 +93,28 @@ func TestListSeesNewCampaigns(t *testing.T) {
 		}
 	}
 }
+
+// TestListPrefix: ?prefix= lists the campaigns whose ids start with it,
+// paged with next like the whole list; a prefix over 64 bytes gets 422.
+func TestListPrefix(t *testing.T) {
+	ts := newTestServer(t, "exact")
+	for _, id := range []string{"spring-1", "spring-2", "spring-3", "sprint", "summer", "autumn"} {
+		ts.createCampaign(id)
+	}
+	var page campaignListJSON
+	ts.do("GET", "/api/v1/campaigns?prefix=spring-&limit=2", "").want(t, 200).decode(t, &page)
+	if len(page.Campaigns) != 2 || page.Campaigns[0].ID != "spring-1" || page.Campaigns[1].ID != "spring-2" || page.Next != "spring-2" {
+		t.Fatalf("first page: %+v", page)
+	}
+	page = campaignListJSON{}
+	ts.do("GET", "/api/v1/campaigns?prefix=spring-&limit=2&after=spring-2", "").want(t, 200).decode(t, &page)
+	if len(page.Campaigns) != 1 || page.Campaigns[0].ID != "spring-3" || page.Next != "" {
+		t.Fatalf("second page: %+v", page)
+	}
+	page = campaignListJSON{}
+	ts.do("GET", "/api/v1/campaigns?prefix=zzz", "").want(t, 200).decode(t, &page)
+	if len(page.Campaigns) != 0 || page.Next != "" {
+		t.Fatalf("no match: %+v", page)
+	}
+	wantError(t, ts.do("GET", "/api/v1/campaigns?prefix="+strings.Repeat("a", 65), "").want(t, 422), 422, "prefix must be at most 64 bytes")
+}

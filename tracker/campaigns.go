@@ -202,10 +202,16 @@ func (t *Tracker) campaign(id string) (*Campaign, error) {
 // call is in its page. Both states page alike: the same order, the same
 // boundaries.
 func (t *Tracker) Campaigns(after string, limit int) ([]Campaign, bool, error) {
+	return t.CampaignsWithPrefix("", after, limit)
+}
+
+// CampaignsWithPrefix is Campaigns for the campaigns whose ids start with
+// prefix: a search by id that pages like Campaigns.
+func (t *Tracker) CampaignsWithPrefix(prefix, after string, limit int) ([]Campaign, bool, error) {
 	if limit < 1 {
 		return nil, false, errors.New("tracker: Campaigns needs a limit of at least 1")
 	}
-	return t.st.page(after, limit)
+	return t.st.page(prefix, after, limit)
 }
 
 // Stats are a campaign's figures in the windows ending with one minute:

@@ -170,8 +170,8 @@ func (l *local) campaign(id []byte) (*Campaign, error) { return l.campaigns.get(
 
 func (l *local) count() int { return int(l.campaigns.count.Load()) }
 
-func (l *local) page(after string, limit int) ([]Campaign, bool, error) {
-	p, more := pageOf(l.campaigns.ordered(), func(c *Campaign) string { return c.ID }, after, limit)
+func (l *local) page(prefix, after string, limit int) ([]Campaign, bool, error) {
+	p, more := pageOf(l.campaigns.ordered(), func(c *Campaign) string { return c.ID }, prefix, after, limit)
 	out := make([]Campaign, len(p))
 	for i, c := range p {
 		out[i] = *c

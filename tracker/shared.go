@@ -137,12 +137,12 @@ func (s *shared) remove([]byte) (bool, error) { return false, ErrLifecycleUnsupp
 // of them would cost a scan of Redis on every scrape.
 func (s *shared) count() int { return s.cache.len() }
 
-func (s *shared) page(after string, limit int) ([]Campaign, bool, error) {
+func (s *shared) page(prefix, after string, limit int) ([]Campaign, bool, error) {
 	all, err := s.listAll()
 	if err != nil {
 		return nil, false, err
 	}
-	p, more := pageOf(all, func(c redisstore.Campaign) string { return c.ID }, after, limit)
+	p, more := pageOf(all, func(c redisstore.Campaign) string { return c.ID }, prefix, after, limit)
 	out := make([]Campaign, len(p))
 	for i, c := range p {
 		out[i] = Campaign{ID: c.ID, Name: c.Name, Start: c.Start}

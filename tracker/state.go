@@ -29,9 +29,10 @@ type state interface {
 	// remove deletes the campaign with the given id, reporting false when
 	// there is none. No impression of it is counted after it returns.
 	remove(id []byte) (bool, error)
-	// page returns the campaigns whose ids sort strictly after after, in
-	// id order, at most limit of them, and whether more follow.
-	page(after string, limit int) ([]Campaign, bool, error)
+	// page returns the campaigns whose ids start with prefix and sort
+	// strictly after after, in id order, at most limit of them, and
+	// whether more such follow.
+	page(prefix, after string, limit int) ([]Campaign, bool, error)
 	// count returns the number of campaigns, for metrics.
 	count() int
 

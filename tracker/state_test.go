@@ -179,7 +179,7 @@ func testStatePages(t *testing.T, s state, clock *fakeClock) {
 	var got []string
 	after := ""
 	for pages := 0; ; pages++ {
-		p, more, err := s.page(after, 2)
+		p, more, err := s.page("", after, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,11 +197,43 @@ func testStatePages(t *testing.T, s state, clock *fakeClock) {
 	if strings.Join(got, ",") != "a,b,c,d,e" {
 		t.Fatalf("pages hold %v, want a..e in order", got)
 	}
-	if p, more, _ := s.page("bb", 10); len(p) != 3 || p[0].ID != "c" || more {
+	if p, more, _ := s.page("", "bb", 10); len(p) != 3 || p[0].ID != "c" || more {
 		t.Fatalf("page after an id between campaigns: %v, more %v", p, more)
 	}
-	if p, more, _ := s.page("e", 10); len(p) != 0 || more {
+	if p, more, _ := s.page("", "e", 10); len(p) != 0 || more {
 		t.Fatalf("page after the last: %v, more %v", p, more)
+	}
+	// A prefix selects the run of ids that start with it, paged alike.
+	for _, id := range []string{"spring-1", "spring-2", "spring-3", "spring", "sprint", "summer"} {
+		mustCreate(t, s, id, clock.Now())
+	}
+	ids2 := func(p []Campaign) string {
+		var out []string
+		for _, c := range p {
+			out = append(out, c.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		prefix, after string
+		limit         int
+		want          string
+		more          bool
+	}{
+		{"spring", "", 10, "spring,spring-1,spring-2,spring-3", false},
+		{"spring", "", 2, "spring,spring-1", true},
+		{"spring", "spring-1", 2, "spring-2,spring-3", false},
+		{"spring", "spring-2", 1, "spring-3", false},
+		{"spring-", "", 10, "spring-1,spring-2,spring-3", false},
+		{"spr", "spring-3", 10, "sprint", false},
+		{"s", "a", 3, "spring,spring-1,spring-2", true},
+		{"x", "", 10, "", false},
+		{"spring", "zzz", 10, "", false},
+	} {
+		p, more, err := s.page(tc.prefix, tc.after, tc.limit)
+		if err != nil || ids2(p) != tc.want || more != tc.more {
+			t.Fatalf("page(%q, %q, %d) = %s, more %v, %v; want %s, more %v", tc.prefix, tc.after, tc.limit, ids2(p), more, err, tc.want, tc.more)
+		}
 	}
 	if s.count() < 0 {
 		t.Fatalf("count %d", s.count())

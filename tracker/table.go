@@ -212,15 +212,24 @@ func (t *campaignTable) ordered() []*Campaign {
 }
 
 // pageOf returns the items of all (ordered by the id that id returns)
-// whose ids sort strictly after after, at most limit of them, and whether
-// more follow. Both stores page with it, so they page alike.
-func pageOf[T any](all []T, id func(T) string, after string, limit int) ([]T, bool) {
-	i, _ := slices.BinarySearchFunc(all, after, func(c T, after string) int { return strings.Compare(id(c), after) })
+// whose ids start with prefix and sort strictly after after, at most limit
+// of them, and whether more such follow. Both stores page with it, so they
+// page alike.
+func pageOf[T any](all []T, id func(T) string, prefix, after string, limit int) ([]T, bool) {
+	find := func(s string) int {
+		i, _ := slices.BinarySearchFunc(all, s, func(c T, s string) int { return strings.Compare(id(c), s) })
+		return i
+	}
+	i := find(after)
 	if i < len(all) && id(all[i]) == after {
 		i++
 	}
-	end := min(i+limit, len(all))
-	return all[i:end], end < len(all)
+	i = max(i, find(prefix)) // ids with the prefix are a run from the first ≥ it
+	end := i
+	for end < len(all) && end-i < limit && strings.HasPrefix(id(all[end]), prefix) {
+		end++
+	}
+	return all[i:end], end < len(all) && strings.HasPrefix(id(all[end]), prefix)
 }
 
 // list returns every campaign ordered by id, in a new slice.
