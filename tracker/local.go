@@ -52,15 +52,15 @@ type limitedDeduper interface {
 // first one's.
 type localCampaign struct {
 	Campaign
-	counter stats.Counter
+	counter lazyCounter
 	dups    lazyCounter
 	hist    stats.History
 	gone    atomic.Bool
 }
 
 // lazyCounter is a stats.Counter allocated by its first Add: a campaign
-// without duplicates costs a pointer for them, not 11 KiB. It is safe for
-// concurrent use.
+// without impressions, or without duplicates, costs a pointer for them,
+// not 11 KiB. It is safe for concurrent use.
 type lazyCounter struct{ p atomic.Pointer[stats.Counter] }
 
 func (l *lazyCounter) counter() *stats.Counter {
@@ -80,6 +80,14 @@ func (l *lazyCounter) Read(now int64) stats.Window {
 		return c.Read(now)
 	}
 	return stats.Window{}
+}
+
+// At returns the count of minute m, 0 before the first Add.
+func (l *lazyCounter) At(m int64) uint64 {
+	if c := l.p.Load(); c != nil {
+		return c.At(m)
+	}
+	return 0
 }
 
 // emptyCounter is what a lazyCounter without adds encodes as.

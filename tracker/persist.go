@@ -415,7 +415,7 @@ func (l *local) appendCampaigns(b []byte) []byte {
 			b = binary.LittleEndian.AppendUint64(b, uint64(c.End.UnixNano()))
 		}
 		b = appendString(b, c.keyTail)
-		b = appendCounter(b, c.counter)
+		b = appendCounter(b, c.counter.encoded())
 		b = appendCounter(b, c.dups.encoded())
 		n := len(b)
 		b = append(b, 0, 0, 0, 0)
@@ -513,12 +513,9 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 			}
 			return into.UnmarshalBinary(counter)
 		}
-		if err := readCounter(c.counter); err != nil {
-			return err
-		}
-		if version >= 2 {
-			// An empty counter stays unallocated (lazyCounter): it is
-			// read into spare, which the next campaign reuses.
+		// An empty counter stays unallocated (lazyCounter): it is read
+		// into spare, which the next one reuses.
+		readLazy := func(into *lazyCounter) error {
 			if spare == nil {
 				spare = new(stats.Counter)
 			}
@@ -526,8 +523,17 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 				return err
 			}
 			if spare.Total() > 0 {
-				c.dups.p.Store(spare)
+				into.p.Store(spare)
 				spare = nil
+			}
+			return nil
+		}
+		if err := readLazy(c.counter); err != nil {
+			return err
+		}
+		if version >= 2 {
+			if err := readLazy(c.dups); err != nil {
+				return err
 			}
 			if _, err := io.ReadFull(r, fixed[:4]); err != nil {
 				return err

@@ -37,7 +37,7 @@ type Campaign struct {
 	// that stand for the campaign in its dedup pairs. The shared state
 	// leaves them zero.
 	index   uint32
-	counter *stats.Counter
+	counter *lazyCounter   // the counted impressions, by event minute
 	dups    *lazyCounter   // the duplicates, by event minute
 	hist    *stats.History // the counts by hour and by day
 	gone    *atomic.Bool
