@@ -133,6 +133,17 @@ via 404 GET /api/v1/campaigns/nope/stats "${admin[@]}"
 via 200 GET /api/v1/campaigns/c1/series "${admin[@]}"
 via 200 GET '/api/v1/campaigns/c1/series?window=24h' "${admin[@]}"
 via 404 GET /api/v1/campaigns/nope/series "${admin[@]}"
+via 200 GET '/api/v1/campaigns/c1/series?window=7d' "${admin[@]}"
+via 200 GET '/api/v1/campaigns/c1/series?window=90d' "${admin[@]}"
+via 200 GET '/api/v1/campaigns/c1/series?from=2026-01-01T00:00:00Z&step=1d' "${admin[@]}"
+via 422 GET '/api/v1/campaigns/c1/series?from=2020-01-01T00:00:00Z&step=1h' "${admin[@]}"
+via 200 GET '/api/v1/campaigns?prefix=c' "${admin[@]}"
+via 201 POST /api/v1/campaigns "${admin[@]}" "${json[@]}" -d '{"id":"ends","name":"Ends","start_time":"2020-01-01T00:00:00Z","end_time":"2020-02-01T00:00:00Z"}'
+via 200 PATCH /api/v1/campaigns/ends "${admin[@]}" "${json[@]}" -d '{"name":"Ended","end_time":null}'
+via 422 PATCH /api/v1/campaigns/ends "${admin[@]}" "${json[@]}" -d '{"end_time":"1999-01-01T00:00:00Z"}'
+via 404 PATCH /api/v1/campaigns/nope "${admin[@]}" "${json[@]}" -d '{"name":"N"}'
+via 204 DELETE /api/v1/campaigns/ends "${admin[@]}"
+via 404 DELETE /api/v1/campaigns/ends "${admin[@]}"
 
 # Single impressions.
 via 200 POST /api/v1/impressions "${ingest[@]}" "${json[@]}" -d '{"campaign_id":"c1","user_id":"u1","ad_id":"a1"}'
