@@ -165,24 +165,23 @@ func chartSelector(id, view, resolution string, points int, total uint64) string
 		id, view, resolution, points, total)
 }
 
-func saveScreenshot(t *testing.T, tab context.Context, name, env string) {
+func saveScreenshot(t *testing.T, tab context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	shot := filepath.Join(t.TempDir(), name)
+	// DASHBOARD_SCREENSHOTS names a directory that keeps the screenshots
+	// past the test, for a person to look at.
+	dir := os.Getenv("DASHBOARD_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	shot := filepath.Join(dir, name)
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
-	// The environment variable keeps a copy past the test, for a person to
-	// look at.
-	if keep := os.Getenv(env); keep != "" {
-		if err := os.WriteFile(keep, png, 0o644); err != nil {
-			t.Errorf("copying the screenshot: %v", err)
-		}
-	}
 }
 
 // TestDashboardBrowser serves the API on a TCP port behind a counting
@@ -386,8 +385,8 @@ func TestDashboardBrowser(t *testing.T) {
 			if note := pageEval[string](t, tab, `document.querySelector('#partial-note').textContent`); !strings.Contains(note, "in progress") {
 				t.Errorf("%s: note %q, want the last step labelled in progress", v.view, note)
 			}
+			saveScreenshot(t, tab, "dashboard-"+v.view+".png")
 			if v.view == "24h" {
-				saveScreenshot(t, tab, "dashboard.png", "DASHBOARD_SCREENSHOT")
 				// Times are labelled UTC; the toggle switches to local
 				// time, and the URL keeps it.
 				axis := `[...document.querySelectorAll('#chart .axis-title')].map((e) => e.textContent).join('|')`
@@ -395,7 +394,7 @@ func TestDashboardBrowser(t *testing.T) {
 					t.Errorf("axis titles %q, want the zone UTC", a)
 				}
 				pageClick(t, tab, "#tz-toggle")
-				waitPage(t, tab, `#tz-toggle`)
+				waitPage(t, tab, `#tz-toggle[data-zone="local"]`)
 				if a := pageEval[string](t, tab, axis); !strings.Contains(a, "local") {
 					t.Errorf("after the toggle, axis titles %q, want local time", a)
 				}
@@ -403,6 +402,7 @@ func TestDashboardBrowser(t *testing.T) {
 					t.Errorf("after the toggle, location %q, want tz=local", href)
 				}
 				pageClick(t, tab, "#tz-toggle")
+				waitPage(t, tab, `#tz-toggle[data-zone="utc"]`)
 			}
 		}
 
@@ -468,7 +468,7 @@ func TestDashboardBrowser(t *testing.T) {
 		if len(wide) > 0 {
 			t.Errorf("at 390 px these stick out: %q", wide)
 		}
-		saveScreenshot(t, tab, "dashboard-390.png", "DASHBOARD_SCREENSHOT_390")
+		saveScreenshot(t, tab, "dashboard-390.png")
 		if p := problems(); len(p) > 0 {
 			t.Errorf("console: %q", p)
 		}
@@ -526,6 +526,10 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		if title := pageEval[string](t, tab, `document.querySelector('#campaign-title').textContent`); title != "Bulk bulk-05000" {
 			t.Errorf("title %q, want the name of the campaign in the URL", title)
+		}
+		wantRun := "bulk-05000 · from " + now.Add(-time.Hour).UTC().Format("2006-01-02 15:04") + " UTC"
+		if run := pageEval[string](t, tab, `document.querySelector('#campaign-id').textContent`); run != wantRun {
+			t.Errorf("campaign line %q, want %q", run, wantRun)
 		}
 
 		// The list holds a page of 50; Next turns to the following 50.
