@@ -33,6 +33,9 @@ type dashboardProxy struct {
 	mu    sync.Mutex
 	seen  []string // "GET /path?query", in arrival order
 	later atomic.Bool
+	// failSeries answers every /series with a 501, as a server keeping no
+	// such history would.
+	failSeries atomic.Bool
 }
 
 // Fixed answers of the later API, for every campaign.
@@ -76,6 +79,12 @@ func newDashboardProxy(t *testing.T, backend, token string) (*dashboardProxy, st
 		p.mu.Lock()
 		p.seen = append(p.seen, r.Method+" "+r.URL.RequestURI())
 		p.mu.Unlock()
+		if p.failSeries.Load() && strings.HasSuffix(r.URL.Path, "/series") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotImplemented)
+			io.WriteString(w, `{"error":"no history here"}`)
+			return
+		}
 		if p.later.Load() && strings.HasPrefix(r.URL.Path, "/api/v1/campaigns/") && strings.HasSuffix(r.URL.Path, "/ads") {
 			if r.Header.Get("Authorization") != "Bearer "+p.token {
 				http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
@@ -421,6 +430,18 @@ func TestDashboardBrowser(t *testing.T) {
 		if !regexp.MustCompile(`^updated \d\d:\d\d:\d\d UTC$`).MatchString(status) {
 			t.Errorf("status %q, want \"updated HH:MM:SS UTC\"", status)
 		}
+
+		// A history the server cannot give leaves the tiles and says why.
+		proxy.failSeries.Store(true)
+		pageClick(t, tab, "#window-7d")
+		waitPage(t, tab, `#chart[data-campaign="spring-sale"][data-view="7d"][data-points="0"]`)
+		if text := pageEval[string](t, tab, `document.querySelector('#readout').textContent`); !strings.Contains(text, "HTTP 501: no history here") {
+			t.Errorf("readout %q, want the server's reason", text)
+		}
+		waitTiles(t, tab, s)
+		proxy.failSeries.Store(false)
+		pageClick(t, tab, "#window-1h")
+		waitPage(t, tab, chartSelector("spring-sale", "1h", "1m", 60, s.LastHour))
 		if p := problems(); len(p) > 0 {
 			t.Errorf("console: %q", p)
 		}
