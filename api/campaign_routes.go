@@ -6,22 +6,17 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
 
 	"github.com/impressiond/impressiond/tracker"
 )
 
 // createCampaign serves POST /api/v1/campaigns.
 func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
-	if err != nil {
-		malformedJSON(ctx, err)
-		return
-	}
 	var req createRequest
-	if e := req.decode(v); e != nil {
-		writeError(ctx, e)
+	p, ok := s.parseJSON(ctx, req.decode)
+	defer s.parsers.Put(p)
+	if !ok {
 		return
 	}
 	c, err := s.core.Create(tracker.CampaignSpec{ID: req.id, Name: req.name, Start: req.startTime, End: req.endTime})
@@ -34,6 +29,24 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		campaignJSON: toJSON(c),
 		Message:      "campaign created",
 	})
+}
+
+// parseJSON parses the request body as JSON and hands it to decode; on
+// malformed JSON or a decode error it answers and returns false. The
+// decoded request points into the parser it returns, which the caller
+// puts back (s.parsers.Put) once it no longer uses the request.
+func (s *Server) parseJSON(ctx *fasthttp.RequestCtx, decode func(*fastjson.Value) *apiError) (*fastjson.Parser, bool) {
+	p := s.parsers.Get()
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		malformedJSON(ctx, err)
+		return p, false
+	}
+	if e := decode(v); e != nil {
+		writeError(ctx, e)
+		return p, false
+	}
+	return p, true
 }
 
 // getCampaign serves GET /api/v1/campaigns/{id}.
@@ -49,16 +62,10 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 // updateCampaign serves PATCH /api/v1/campaigns/{id}: a new name, a new
 // end_time, or end_time null to remove it; absent fields are kept.
 func (s *Server) updateCampaign(ctx *fasthttp.RequestCtx) {
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
-	if err != nil {
-		malformedJSON(ctx, err)
-		return
-	}
 	var req patchRequest
-	if e := req.decode(v); e != nil {
-		writeError(ctx, e)
+	p, ok := s.parseJSON(ctx, req.decode)
+	defer s.parsers.Put(p)
+	if !ok {
 		return
 	}
 	c, err := s.core.Update(pathID(ctx), tracker.CampaignPatch{Name: req.name, End: req.endTime, ClearEnd: req.clearEnd})

@@ -122,11 +122,7 @@ func (t *campaignTable) replace(id []byte, change func(old *Campaign) (*Campaign
 	s := t.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.m.Load()
-	if m == nil {
-		return nil, nil
-	}
-	old := (*m)[string(id)]
+	old := s.getLocked(id)
 	if old == nil {
 		return nil, nil
 	}
@@ -151,11 +147,7 @@ func (t *campaignTable) remove(id []byte, persist func(*Campaign) error) (*Campa
 	s := t.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.m.Load()
-	if m == nil {
-		return nil, nil
-	}
-	c := (*m)[string(id)]
+	c := s.getLocked(id)
 	if c == nil {
 		return nil, nil
 	}
@@ -164,6 +156,7 @@ func (t *campaignTable) remove(id []byte, persist func(*Campaign) error) (*Campa
 			return nil, err
 		}
 	}
+	m := s.m.Load()
 	next := make(map[string]*Campaign, len(*m))
 	for k, v := range *m {
 		if k != c.ID {
@@ -174,6 +167,14 @@ func (t *campaignTable) remove(id []byte, persist func(*Campaign) error) (*Campa
 	t.count.Add(-1)
 	t.published.Add(1)
 	return c, nil
+}
+
+// getLocked returns the shard's campaign with the given id, or nil.
+func (s *campaignShard) getLocked(id []byte) *Campaign {
+	if m := s.m.Load(); m != nil {
+		return (*m)[string(id)]
+	}
+	return nil
 }
 
 // publishLocked publishes a copy of the shard's map with c added, or put
