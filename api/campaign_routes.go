@@ -145,13 +145,35 @@ func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, s.apiErrorOf(err))
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, statsJSON{
+	out := statsJSON{
 		CampaignID: c.ID,
 		LastHour:   w.LastHour,
 		LastDay:    w.LastDay,
 		Total:      w.Total,
-		Duplicates: windowJSON{LastHour: w.Duplicates.LastHour, LastDay: w.Duplicates.LastDay, Total: w.Duplicates.Total},
-	})
+		Duplicates: windowOf(w.Duplicates),
+	}
+	if r := w.Reach; r != nil {
+		out.Reach = &windowJSON{LastHour: r.LastHour, LastDay: r.LastDay, Total: r.Total}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+func windowOf(w tracker.Window) windowJSON {
+	return windowJSON{LastHour: w.LastHour, LastDay: w.LastDay, Total: w.Total}
+}
+
+// getAds serves GET /api/v1/campaigns/{id}/ads.
+func (s *Server) getAds(ctx *fasthttp.RequestCtx) {
+	c, a, err := s.core.Ads(pathID(ctx))
+	if err != nil {
+		writeError(ctx, s.apiErrorOf(err))
+		return
+	}
+	out := adsJSON{CampaignID: c.ID, Ads: make([]adJSON, len(a.Ads)), Other: windowOf(a.Other), None: windowOf(a.None)}
+	for i, r := range a.Ads {
+		out.Ads[i] = adJSON{AdID: r.AdID, windowJSON: windowOf(r.Window)}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
 func toJSON(c tracker.Campaign) campaignJSON {

@@ -25,9 +25,9 @@ import (
 )
 
 // dashboardProxy stands between the browser and the server. It records
-// every request the page makes, to count them, and, when later is set,
-// plays a later version of the API: it answers /ads and adds reach to the
-// stats, which this server has neither of.
+// every request the page makes, to count them, and plays an earlier
+// version of the API, without reach in the stats and without /ads, or,
+// when later is set, answers them with fixed figures.
 type dashboardProxy struct {
 	token string
 	mu    sync.Mutex
@@ -54,7 +54,7 @@ func newDashboardProxy(t *testing.T, backend, token string) (*dashboardProxy, st
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(resp *http.Response) error {
-		if !p.later.Load() || resp.StatusCode != 200 || !strings.HasSuffix(resp.Request.URL.Path, "/stats") {
+		if resp.StatusCode != 200 || !strings.HasSuffix(resp.Request.URL.Path, "/stats") {
 			return nil
 		}
 		var s map[string]any
@@ -66,7 +66,11 @@ func newDashboardProxy(t *testing.T, backend, token string) (*dashboardProxy, st
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		s["reach"] = laterReach
+		if p.later.Load() {
+			s["reach"] = laterReach
+		} else {
+			delete(s, "reach")
+		}
 		if b, err = json.Marshal(s); err != nil {
 			return err
 		}
@@ -85,7 +89,13 @@ func newDashboardProxy(t *testing.T, backend, token string) (*dashboardProxy, st
 			io.WriteString(w, `{"error":"no history here"}`)
 			return
 		}
-		if p.later.Load() && strings.HasPrefix(r.URL.Path, "/api/v1/campaigns/") && strings.HasSuffix(r.URL.Path, "/ads") {
+		if strings.HasPrefix(r.URL.Path, "/api/v1/campaigns/") && strings.HasSuffix(r.URL.Path, "/ads") {
+			if !p.later.Load() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, `{"error":"not found","code":404}`)
+				return
+			}
 			if r.Header.Get("Authorization") != "Bearer "+p.token {
 				http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 				return
@@ -360,7 +370,7 @@ func TestDashboardBrowser(t *testing.T) {
 		if text := pageEval[string](t, tab, `document.querySelector('#tile-total').textContent`); regexp.MustCompile(`\D`).ReplaceAllString(text, "") != fmt.Sprint(s.Total) || s.Total >= 1000 && text == fmt.Sprint(s.Total) {
 			t.Errorf("total shown as %q, want %d with thousands separators", text, s.Total)
 		}
-		// This server has neither reach nor /ads.
+		// The earlier server has neither reach nor /ads.
 		waitPage(t, tab, `#reach-box[hidden]`)
 		waitPage(t, tab, `#ads-box[hidden]`)
 

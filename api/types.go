@@ -30,6 +30,23 @@ type statsJSON struct {
 	Total      uint64 `json:"total"`
 	// Duplicates are the impressions dedup did not count.
 	Duplicates windowJSON `json:"duplicates"`
+	// Reach is the distinct users with at least one impression; absent
+	// where the state does not keep it (a shared Redis, for now).
+	Reach *windowJSON `json:"reach,omitempty"`
+}
+
+// adsJSON is GET /api/v1/campaigns/{id}/ads: the counted impressions by
+// ad id, most first; other and none complete the campaign's stats.
+type adsJSON struct {
+	CampaignID string     `json:"campaign_id"`
+	Ads        []adJSON   `json:"ads"`
+	Other      windowJSON `json:"other"`
+	None       windowJSON `json:"none"`
+}
+
+type adJSON struct {
+	AdID string `json:"ad_id"`
+	windowJSON
 }
 
 type windowJSON struct {

@@ -28,7 +28,7 @@ func (d *testDisk) open(path string) (File, error) {
 // impression returns a batch of one impression record of user u.
 func impression(u string) *Batch {
 	var b Batch
-	b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, []byte(u))
+	b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, []byte(u), nil)
 	return &b
 }
 

@@ -23,7 +23,7 @@ func TestCloseWritesEveryQueuedRecord(t *testing.T) {
 	const queued = 2048
 	for i := 0; i < queued; i++ {
 		var b Batch
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user)
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user, nil)
 		if err := l.Append(&b); err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,7 @@ func TestQueuedRecordsAreNotFsyncedEachWrite(t *testing.T) {
 	const queued = 2048
 	for i := 0; i < queued; i++ {
 		var b Batch
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user)
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user, nil)
 		if err := l.Append(&b); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func TestCloseWritesQueueInMiBs(t *testing.T) {
 	var b Batch
 	for i := 0; i < queued; i++ {
 		b.Reset()
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user)
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, user, nil)
 		if err := l.Append(&b); err != nil {
 			t.Fatal(err)
 		}

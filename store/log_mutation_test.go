@@ -483,7 +483,7 @@ func TestRotateReservesPromised(t *testing.T) {
 	}
 	var b Batch
 	for len(b.buf) < promised-100 {
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, []byte("u"))
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, []byte("u"), nil)
 	}
 	if err := l.AppendReserved(&b, promised); err != nil {
 		t.Fatal(err)
@@ -601,7 +601,7 @@ func TestCloseDrainsBehindWrittenRecords(t *testing.T) {
 	var want uint64
 	for i := 0; i < bigs; i++ {
 		var b Batch
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, big)
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, big, nil)
 		want += uint64(len(b.buf))
 		if err := l.Append(&b); err != nil {
 			t.Fatal(err)

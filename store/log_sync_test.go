@@ -65,7 +65,7 @@ func openCountedLog(t *testing.T, interval time.Duration) (*Log, *syncCounter) {
 
 func impressionBatch(i int) *Batch {
 	var b Batch
-	b.AddImpression(1, t0.Add(time.Duration(i)*time.Second), 0, uint64(i), 2, nil)
+	b.AddImpression(1, t0.Add(time.Duration(i)*time.Second), 0, uint64(i), 2, nil, nil)
 	return &b
 }
 

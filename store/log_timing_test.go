@@ -31,7 +31,7 @@ func BenchmarkAppend(b *testing.B) {
 				var i uint64
 				for pb.Next() {
 					batch.Reset()
-					batch.AddImpression(1, t0, 0, i, i, nil)
+					batch.AddImpression(1, t0, 0, i, i, nil, nil)
 					if err := l.Append(&batch); err != nil {
 						b.Fatal(err)
 					}

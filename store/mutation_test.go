@@ -56,8 +56,8 @@ func TestLogSegmentFormat(t *testing.T) {
 		t.Run(arrival.UTC().Format(time.RFC3339Nano), func(t *testing.T) {
 			arrivalMinute := arrival.Truncate(time.Minute).Unix() / 60 // floors on both sides of the epoch
 			var b Batch
-			b.AddImpression(3, arrival, arrivalMinute-2, 0x1122334455667788, 0x99aabbccddeeff00, nil)
-			b.AddImpression(3, arrival, arrivalMinute, 0, 0, []byte("u-1"))
+			b.AddImpression(3, arrival, arrivalMinute-2, 0x1122334455667788, 0x99aabbccddeeff00, nil, nil)
+			b.AddImpression(3, arrival, arrivalMinute, 0, 0, []byte("u-1"), nil)
 			got, d := writeSegment(t, &b)
 
 			want := []byte("IMPWAL\x01\x00")
@@ -98,7 +98,7 @@ func TestRecordAtMaxPayload(t *testing.T) {
 	// uvarint length: 15 bytes before the user id.
 	user := []byte(strings.Repeat("u", maxPayload-15))
 	var b Batch
-	b.AddImpression(0, t0, unixMinute(t0.UnixNano()), 0, 0, user)
+	b.AddImpression(0, t0, unixMinute(t0.UnixNano()), 0, 0, user, nil)
 	got, d := writeSegment(t, &b)
 	if want := walHeader + recordHeader + maxPayload; len(got) != want {
 		t.Fatalf("segment of %d bytes, want %d", len(got), want)
@@ -115,7 +115,7 @@ func TestRecordAtMaxPayload(t *testing.T) {
 		}
 	}()
 	var big Batch
-	big.AddImpression(0, t0, unixMinute(t0.UnixNano()), 0, 0, append(user, 'u'))
+	big.AddImpression(0, t0, unixMinute(t0.UnixNano()), 0, 0, append(user, 'u'), nil)
 }
 
 // TestReplayUnknownKind: a sound record of a kind this build does not know
@@ -185,7 +185,7 @@ func TestReplayPayloadEdges(t *testing.T) {
 func TestLargestCampaignIndex(t *testing.T) {
 	var b Batch
 	b.AddCampaign(1<<32-1, "c", "n", t0)
-	b.AddImpression(1<<32-1, t0, unixMinute(t0.UnixNano()), 1, 2, nil)
+	b.AddImpression(1<<32-1, t0, unixMinute(t0.UnixNano()), 1, 2, nil, nil)
 	_, d := writeSegment(t, &b)
 	recs, _, err := collect(t, d)
 	if err != nil {
@@ -249,7 +249,7 @@ func TestReplayFrom(t *testing.T) {
 // removed.
 func TestReplayTornFirstRecord(t *testing.T) {
 	var b Batch
-	b.AddImpression(1, t0, unixMinute(t0.UnixNano()), 1, 2, nil)
+	b.AddImpression(1, t0, unixMinute(t0.UnixNano()), 1, 2, nil, nil)
 	seg, _ := writeSegment(t, &b)
 	for _, tc := range []struct {
 		cut      int // bytes of the segment kept

@@ -29,6 +29,11 @@ const (
 	// campaign, arrival and event minute, for the campaign's duplicate
 	// counts. It carries no pair: a duplicate changes no dedup state.
 	KindDuplicate Kind = 5
+	// KindSeen is a duplicate record that also carries the user's reach
+	// hash (Record.Reach), so that a replay counts the user in the reach
+	// windows of the duplicate's event time. It supersedes KindDuplicate,
+	// which earlier versions wrote.
+	KindSeen Kind = 6
 )
 
 // Record is one log entry. Slices in a Record handed to a replay callback
@@ -51,16 +56,20 @@ type Record struct {
 	HasEnd  bool
 	KeyTail []byte
 
-	// KindImpression and KindDuplicate: when the impression arrived (the
-	// dedup clock) and the event minute it was counted in. KindImpression
-	// also has the pair: its 128-bit key in
-	// bloom mode, or the user id in exact mode (User non-nil), which must
-	// replay the pair's bytes.
+	// KindImpression, KindDuplicate and KindSeen: when the impression
+	// arrived (the dedup clock) and the event minute it was counted in.
+	// KindImpression also has the pair: its 128-bit key in bloom mode, or
+	// the user id in exact mode (User non-nil), which must replay the
+	// pair's bytes; and the impression's ad id (AdID; nil when it had
+	// none, which is also all an earlier version's records say).
 	Arrival time.Time
 	Minute  int64
 	KeyLo   uint64
 	KeyHi   uint64
 	User    []byte
+	AdID    []byte
+	// KindSeen only: the user's reach hash.
+	Reach uint64
 }
 
 // recordHeader is crc32c (4 bytes), payload length (2 bytes) and the
@@ -143,35 +152,59 @@ func (b *Batch) AddDelete(index uint32) {
 
 // AddImpression appends an impression record. user is nil in bloom mode,
 // where the key is enough to replay the filter; exact mode passes the user
-// id, since its sets hold the pair's bytes. minute must not be after
-// arrival's minute.
-func (b *Batch) AddImpression(campaign uint32, arrival time.Time, minute int64, keyLo, keyHi uint64, user []byte) {
+// id, since its sets hold the pair's bytes. ad is the impression's ad id,
+// nil or empty for none. minute must not be after arrival's minute.
+//
+// The byte after the minute says what follows: bit 0 clear, the key; set,
+// the user id; bit 1 set, the ad id after them (earlier versions wrote 0
+// or 1 only).
+func (b *Batch) AddImpression(campaign uint32, arrival time.Time, minute int64, keyLo, keyHi uint64, user, ad []byte) {
 	b.frame(func(p []byte) []byte {
 		p = append(p, byte(KindImpression))
 		p = binary.AppendUvarint(p, uint64(campaign))
 		ns := arrival.UnixNano()
 		p = binary.LittleEndian.AppendUint64(p, uint64(ns))
 		p = binary.AppendUvarint(p, uint64(unixMinute(ns)-minute))
-		if user == nil {
-			p = append(p, 0)
-			p = binary.LittleEndian.AppendUint64(p, keyLo)
-			return binary.LittleEndian.AppendUint64(p, keyHi)
+		var flags byte
+		if user != nil {
+			flags |= impressionUser
 		}
-		p = append(p, 1)
-		p = binary.AppendUvarint(p, uint64(len(user)))
-		return append(p, user...)
+		if len(ad) > 0 {
+			flags |= impressionAd
+		}
+		p = append(p, flags)
+		if user == nil {
+			p = binary.LittleEndian.AppendUint64(p, keyLo)
+			p = binary.LittleEndian.AppendUint64(p, keyHi)
+		} else {
+			p = binary.AppendUvarint(p, uint64(len(user)))
+			p = append(p, user...)
+		}
+		if len(ad) > 0 {
+			p = binary.AppendUvarint(p, uint64(len(ad)))
+			p = append(p, ad...)
+		}
+		return p
 	})
 }
 
-// AddDuplicate appends a duplicate record. minute must not be after
-// arrival's minute. It needs at most the bytes ImpressionSize gives.
-func (b *Batch) AddDuplicate(campaign uint32, arrival time.Time, minute int64) {
+// The flags of an impression record.
+const (
+	impressionUser = 1 << 0
+	impressionAd   = 1 << 1
+)
+
+// AddDuplicate appends a duplicate record (KindSeen) with the user's reach
+// hash. minute must not be after arrival's minute. It needs at most the
+// bytes ImpressionSize gives.
+func (b *Batch) AddDuplicate(campaign uint32, arrival time.Time, minute int64, reach uint64) {
 	b.frame(func(p []byte) []byte {
-		p = append(p, byte(KindDuplicate))
+		p = append(p, byte(KindSeen))
 		p = binary.AppendUvarint(p, uint64(campaign))
 		ns := arrival.UnixNano()
 		p = binary.LittleEndian.AppendUint64(p, uint64(ns))
-		return binary.AppendUvarint(p, uint64(unixMinute(ns)-minute))
+		p = binary.AppendUvarint(p, uint64(unixMinute(ns)-minute))
+		return binary.LittleEndian.AppendUint64(p, reach)
 	})
 }
 
@@ -233,24 +266,33 @@ func (r *Record) decode(p []byte) error {
 		}
 		r.KeyTail = d.bytes()
 	case KindDelete:
-	case KindDuplicate:
+	case KindDuplicate, KindSeen:
 		ns := int64(d.u64())
 		r.Arrival = time.Unix(0, ns)
 		r.Minute = unixMinute(ns) - int64(d.uvarint())
+		if r.Kind == KindSeen {
+			r.Reach = d.u64()
+		}
 	case KindImpression:
 		ns := int64(d.u64())
 		r.Arrival = time.Unix(0, ns)
 		r.Minute = unixMinute(ns) - int64(d.uvarint())
-		switch d.byte() {
-		case 0:
+		flags := d.byte()
+		if flags&^(impressionUser|impressionAd) != 0 {
+			d.err = errBadRecord
+		}
+		if flags&impressionUser == 0 {
 			r.KeyLo, r.KeyHi = d.u64(), d.u64()
-		case 1:
+		} else {
 			r.User = d.bytes()
 			if r.User == nil {
 				r.User = []byte{}
 			}
-		default:
-			d.err = errBadRecord
+		}
+		if flags&impressionAd != 0 {
+			if r.AdID = d.bytes(); len(r.AdID) == 0 {
+				d.err = errBadRecord // written only when there is one
+			}
 		}
 	default:
 		return fmt.Errorf("unknown record kind %d", r.Kind)
@@ -320,10 +362,14 @@ func (d *decoder) bytes() []byte {
 }
 
 // ImpressionSize bounds the bytes Batch.AddImpression adds for a user id
-// of userLen bytes, whether the record carries the id or the pair's key:
-// what to Reserve for it.
-func ImpressionSize(userLen int) int {
-	return recordHeader + 1 + binary.MaxVarintLen32 + 8 + binary.MaxVarintLen64 + 1 + max(16, binary.MaxVarintLen64+userLen)
+// of userLen bytes and an ad id of adLen, whether the record carries the
+// user id or the pair's key: what to Reserve for it.
+func ImpressionSize(userLen, adLen int) int {
+	n := recordHeader + 1 + binary.MaxVarintLen32 + 8 + binary.MaxVarintLen64 + 1 + max(16, binary.MaxVarintLen64+userLen)
+	if adLen > 0 {
+		n += binary.MaxVarintLen64 + adLen
+	}
+	return n
 }
 
 // CampaignSize bounds the bytes Batch.AddCampaign adds for a campaign with

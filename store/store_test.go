@@ -53,9 +53,9 @@ var t0 = time.Date(2026, 11, 26, 10, 30, 15, 123456789, time.UTC)
 func sampleBatch() *Batch {
 	var b Batch
 	b.AddCampaign(7, "summer-sale", "Summer sale ☀", t0.Add(-time.Hour))
-	b.AddImpression(7, t0, unixMinute(t0.UnixNano())-3, 0x0123456789abcdef, 0xfedcba9876543210, nil)
-	b.AddImpression(7, t0.Add(time.Second), unixMinute(t0.UnixNano()), 0, 0, []byte("user-42"))
-	b.AddImpression(1<<31, t0.Add(2*time.Second), unixMinute(t0.UnixNano()), 0, 0, []byte{})
+	b.AddImpression(7, t0, unixMinute(t0.UnixNano())-3, 0x0123456789abcdef, 0xfedcba9876543210, nil, nil)
+	b.AddImpression(7, t0.Add(time.Second), unixMinute(t0.UnixNano()), 0, 0, []byte("user-42"), nil)
+	b.AddImpression(1<<31, t0.Add(2*time.Second), unixMinute(t0.UnixNano()), 0, 0, []byte{}, nil)
 	return &b
 }
 
@@ -163,7 +163,7 @@ func TestLogConcurrentAppend(t *testing.T) {
 			var b Batch
 			for i := range each {
 				b.Reset()
-				b.AddImpression(uint32(w), t0, 0, uint64(i), 0, nil)
+				b.AddImpression(uint32(w), t0, 0, uint64(i), 0, nil, nil)
 				if err := l.Append(&b); err != nil {
 					t.Error(err)
 					return
@@ -487,7 +487,7 @@ func TestLogDiskFull(t *testing.T) {
 func impressionsOnly() *Batch {
 	var b Batch
 	for _, r := range wantSample()[1:] {
-		b.AddImpression(r.Campaign, r.Arrival, r.Minute, r.KeyLo, r.KeyHi, r.User)
+		b.AddImpression(r.Campaign, r.Arrival, r.Minute, r.KeyLo, r.KeyHi, r.User, nil)
 	}
 	return &b
 }
@@ -721,7 +721,7 @@ func TestLogWritesPromptly(t *testing.T) {
 	}
 	defer l.Close()
 	var b Batch
-	b.AddImpression(1, t0, 0, 1, 2, nil)
+	b.AddImpression(1, t0, 0, 1, 2, nil, nil)
 	start := time.Now()
 	if err := l.Append(&b); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/impressiond/impressiond/sketch"
 	"github.com/impressiond/impressiond/stats"
 )
 
@@ -221,6 +222,10 @@ func (t *Tracker) CampaignsWithPrefix(prefix, after string, limit int) ([]Campai
 type Stats struct {
 	stats.Window
 	Duplicates stats.Window
+	// Reach is the distinct users with at least one impression, counted
+	// or not, in windows aligned to 5 minutes (see sketch.Reach); nil
+	// where the state does not keep it (a shared Redis, for now).
+	Reach *sketch.ReachWindow
 }
 
 // Stats returns the campaign with the given id and its figures in the

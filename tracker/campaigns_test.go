@@ -288,7 +288,7 @@ func TestStatsWindows(t *testing.T) {
 	if err != nil || c.ID != "c" {
 		t.Fatal(c, err)
 	}
-	if w != (Stats{Window: stats.Window{LastHour: 4, LastDay: 7, Total: 9}}) {
+	if w.Window != (stats.Window{LastHour: 4, LastDay: 7, Total: 9}) || w.Duplicates != (stats.Window{}) {
 		t.Fatalf("windows %+v, want 4 in the hour, 7 in the day, 9 in all", w)
 	}
 	c, first, counts, err := tr.Series("c", 3)

@@ -25,6 +25,7 @@ type local struct {
 	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
 	hasher    sketch.Hasher  // dedup's, which keys the pairs given to keyed
 	campaigns *campaignTable
+	maxAds    int        // Options.MaxAdsPerCampaign
 	persist   *persister // nil without a data directory
 	now       func() time.Time
 	log       *slog.Logger
@@ -55,6 +56,8 @@ type localCampaign struct {
 	counter lazyCounter
 	dups    lazyCounter
 	hist    stats.History
+	reach   lazyReach
+	ads     adTable
 	gone    atomic.Bool
 }
 
@@ -108,6 +111,8 @@ func newLocalCampaign(c Campaign, keyTail string) *Campaign {
 	lc.Campaign.counter = &lc.counter
 	lc.Campaign.dups = &lc.dups
 	lc.Campaign.hist = &lc.hist
+	lc.Campaign.reach = &lc.reach
+	lc.Campaign.ads = &lc.ads
 	lc.Campaign.gone = &lc.gone
 	lc.Campaign.keyTail = keyTail
 	if keyTail == "" {
@@ -132,6 +137,7 @@ func openLocal(o *Options, now func() time.Time, st *RestoreStats) (*local, erro
 		dedup:     o.Dedup,
 		hasher:    o.Dedup.Hasher(), // a data directory's replaces it (adoptSecret)
 		campaigns: newCampaignTable(),
+		maxAds:    o.MaxAdsPerCampaign,
 		now:       now,
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
@@ -302,24 +308,24 @@ func (l *local) remove(id []byte) (bool, error) {
 	return c != nil, nil
 }
 
-func (l *local) trackOne(c *Campaign, campaign, user []byte, at, now time.Time) (bool, error) {
+func (l *local) trackOne(c *Campaign, ad, user []byte, at, now time.Time) (bool, error) {
 	p := l.persist
 	if p == nil {
-		return l.apply(c, campaign, user, at, now, nil)
+		return l.apply(c, ad, user, at, now, nil)
 	}
 	if err := p.log.Err(); err != nil {
 		return false, errStorage(err)
 	}
 	// The record's place on disk is promised before anything changes, so
 	// a full disk refuses the impression rather than lose it.
-	reserved := store.ImpressionSize(len(user))
+	reserved := store.ImpressionSize(len(user), len(ad))
 	if err := p.log.Reserve(reserved); err != nil {
 		return false, errStorage(err)
 	}
 	b := p.batch()
 	defer p.batches.Put(b)
 	p.gate.RLock()
-	dup, err := l.apply(c, campaign, user, at, now, b)
+	dup, err := l.apply(c, ad, user, at, now, b)
 	aerr := p.log.AppendReserved(b, reserved)
 	p.gate.RUnlock()
 	if aerr != nil {
@@ -332,7 +338,7 @@ func (l *local) track(items []judged, now time.Time, out []Outcome) error {
 	p := l.persist
 	if p == nil {
 		for _, it := range items {
-			out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.campaign, it.user, it.at, now, nil)
+			out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.ad, it.user, it.at, now, nil)
 		}
 		return nil
 	}
@@ -341,7 +347,7 @@ func (l *local) track(items []judged, now time.Time, out []Outcome) error {
 	}
 	var reserved int
 	for _, it := range items {
-		reserved += store.ImpressionSize(len(it.user))
+		reserved += store.ImpressionSize(len(it.user), len(it.ad))
 	}
 	if err := p.log.Reserve(reserved); err != nil {
 		return errStorage(err)
@@ -350,7 +356,7 @@ func (l *local) track(items []judged, now time.Time, out []Outcome) error {
 	defer p.batches.Put(rec)
 	p.gate.RLock()
 	for _, it := range items {
-		out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.campaign, it.user, it.at, now, rec)
+		out[it.index].Dup, out[it.index].Err = l.apply(it.c, it.ad, it.user, it.at, now, rec)
 	}
 	err := p.log.AppendReserved(rec, reserved)
 	p.gate.RUnlock()
@@ -362,15 +368,17 @@ func (l *local) track(items []judged, now time.Time, out []Outcome) error {
 
 // apply dedups and counts one judged impression of c arriving at now. A
 // counted impression's log record is added to rec, unless rec is nil.
-func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec *store.Batch) (dup bool, err error) {
+func (l *local) apply(c *Campaign, ad, user []byte, at, now time.Time, rec *store.Batch) (dup bool, err error) {
 	if c.gone.Load() {
 		return false, ErrCampaignNotFound // deleted since it was judged
 	}
-	campaign = c.key
-	var key sketch.Key
+	campaign := c.key
+	// The pair's keyed hash: the Bloom window's key, and in every mode
+	// the user's hash for reach (its Lo word), keyed per campaign so that
+	// crafted ids cannot collide on purpose.
+	key := l.hasher.Key(campaign, user)
 	switch {
 	case l.keyed != nil:
-		key = l.hasher.Key(campaign, user)
 		dup = l.keyed.TestAndAddKey(key, now)
 	case l.limited != nil:
 		// A pair refused at the bound was not recorded: it is neither
@@ -381,29 +389,41 @@ func (l *local) apply(c *Campaign, campaign, user []byte, at, now time.Time, rec
 	default:
 		dup = l.dedup.TestAndAdd(campaign, user, now)
 	}
-	m := stats.Minute(at)
+	m, nowMin := stats.Minute(at), stats.Minute(now)
+	c.reach.reach().Add(key.Lo, at, now)
 	if dup {
-		c.dups.Add(m, stats.Minute(now))
+		c.dups.Add(m, nowMin)
 		if rec != nil {
-			rec.AddDuplicate(c.index, now, m)
+			rec.AddDuplicate(c.index, now, m, key.Lo)
 		}
 		return true, nil
 	}
-	nowMin := stats.Minute(now)
-	c.counter.Add(m, nowMin)
+	c.counter.Add(m, nowMin) // before the ad's: see adTable.add
 	c.hist.Add(m, nowMin)
+	if len(ad) > 0 {
+		c.ads.add(ad, m, nowMin, l.maxAds)
+	}
 	if rec != nil {
 		var u []byte
 		if l.keyed == nil {
 			u = user // exact mode replays the pair's bytes
 		}
-		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, u)
+		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, u, ad)
 	}
 	return false, nil
 }
 
 func (l *local) window(c *Campaign, now int64) (Stats, error) {
-	return Stats{Window: c.counter.Read(now), Duplicates: c.dups.Read(now)}, nil
+	reach := c.reach.Read(time.Unix(now*60, 0))
+	return Stats{
+		Window:     c.counter.Read(now),
+		Duplicates: c.dups.Read(now),
+		Reach:      &reach,
+	}, nil
+}
+
+func (l *local) ads(c *Campaign, now int64) (AdStats, error) {
+	return c.ads.read(now, func() stats.Window { return c.counter.Read(now) }), nil
 }
 
 func (l *local) series(c *Campaign, now int64, dst []uint64) error {

@@ -12,7 +12,8 @@ import (
 // buckets"): created and idle, after its first counted impression (the
 // minute ring is part of the campaign; the first impression adds the
 // history's day chunks), and after its first duplicate (which allocates the
-// duplicates' counter). The dedup window is not included: it is sized by
+// duplicates' counter), and after a second user's impression with an ad
+// id (one ad row; reach holds two users). The dedup window is not included: it is sized by
 // its own options. Run with -benchtime 1x: each op is a whole fill.
 //
 //	go test -run '^$' -bench CampaignMemory -benchtime 1x ./tracker
@@ -54,10 +55,17 @@ func BenchmarkCampaignMemory(b *testing.B) {
 					}
 				}
 				duplicated := heap()
+				for _, id := range ids {
+					if _, err := tr.Track(&Impression{CampaignID: []byte(id), UserID: []byte("v"), AdID: []byte("ad-1")}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				withAd := heap()
 				per := func(a, b uint64) float64 { return float64(int64(b)-int64(a)) / float64(n) }
 				b.ReportMetric(per(base, created), "B/campaign-idle")
 				b.ReportMetric(per(base, tracked), "B/campaign-tracked")
 				b.ReportMetric(per(base, duplicated), "B/campaign-with-duplicates")
+				b.ReportMetric(per(base, withAd), "B/campaign-with-an-ad")
 				tr.Close()
 			}
 		})

@@ -242,12 +242,15 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			}
 			c.gone.Store(true)
 			delete(byIndex, r.Campaign)
-		case store.KindDuplicate:
+		case store.KindDuplicate, store.KindSeen:
 			c := byIndex[r.Campaign]
 			if c == nil {
 				return fmt.Errorf("duplicate of unknown campaign index %d", r.Campaign)
 			}
 			c.dups.Add(r.Minute, nowMin)
+			if r.Kind == store.KindSeen && !st.unkeyed {
+				c.reach.reach().AddBucket(r.Reach, minuteBucket(r.Minute), sketch.ReachBucketOf(r.Arrival))
+			}
 		case store.KindImpression:
 			c := byIndex[r.Campaign]
 			if c == nil {
@@ -269,6 +272,18 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			}
 			c.counter.Add(r.Minute, nowMin)
 			c.hist.Add(r.Minute, nowMin)
+			if len(r.AdID) > 0 {
+				c.ads.add(r.AdID, r.Minute, nowMin, l.maxAds)
+			}
+			// Reach of a pair logged without a secret (an earlier
+			// version's) would not match the same user's new keys.
+			if !st.unkeyed {
+				h := r.KeyLo
+				if r.User != nil {
+					h = l.hasher.Key(c.key, r.User).Lo
+				}
+				c.reach.reach().AddBucket(h, minuteBucket(r.Minute), sketch.ReachBucketOf(r.Arrival))
+			}
 		}
 		return nil
 	})
@@ -395,11 +410,14 @@ func (l *local) snapshotTo(p *persister) error {
 	return p.dir.RemoveBefore(seg)
 }
 
-// appendCampaigns encodes every campaign (version 2): count, then per
+// appendCampaigns encodes every campaign (version 3): count, then per
 // campaign its index, id, name, start, end (a byte, 1 if it has one, then
-// the end), dedup key tail, counter, duplicates' counter and history
-// (hours and days), each of the last three after its length (uint32).
-// Version 1 has no end, no tail, no duplicates and no history.
+// the end), dedup key tail, counter, duplicates' counter, history (hours
+// and days) and reach (sketch.Reach's form, empty for none), each of the
+// last four after its length (uint32); then its ads: their number, each
+// ad's id and counter, then the other ids' counter.
+// Version 1 has no end, no tail, no duplicates and no history; version 2
+// no reach and no ads.
 func (l *local) appendCampaigns(b []byte) []byte {
 	all := l.campaigns.list()
 	b = binary.AppendUvarint(b, uint64(len(all)))
@@ -421,8 +439,31 @@ func (l *local) appendCampaigns(b []byte) []byte {
 		b = append(b, 0, 0, 0, 0)
 		b, _ = c.hist.AppendBinary(b)
 		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+		n = len(b)
+		b = append(b, 0, 0, 0, 0)
+		if r := c.reach.p.Load(); r != nil {
+			b, _ = r.AppendBinary(b) // fails only if the library cannot encode
+		}
+		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
+		b = c.ads.appendBinary(b)
 	}
 	return b
+}
+
+// minuteBucket is the reach bucket of Unix minute m.
+func minuteBucket(m int64) int64 { return sketch.ReachBucketOf(time.Unix(m*60, 0)) }
+
+// appendBinary appends the ads' encoding: the rows' number, each row's id
+// and counter, then other's counter.
+func (t *adTable) appendBinary(b []byte) []byte {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	b = binary.AppendUvarint(b, uint64(len(t.rows)))
+	for _, r := range t.rows {
+		b = appendString(b, r.id)
+		b = appendCounter(b, &r.n)
+	}
+	return appendCounter(b, t.other.encoded())
 }
 
 // appendCounter appends a counter's encoding after its length (uint32).
@@ -444,6 +485,10 @@ var errCampaignsSection = errors.New("malformed campaigns section")
 // maxHistoryBytes bounds a campaign's history in a snapshot: a full ring
 // of hours and daily counts from 1678 to 2262.
 const maxHistoryBytes = 8 + stats.HistoryDays*(8+24*8) + (600*366/64+2)*(8+64*8)
+
+// maxReachBytes bounds a campaign's reach in a snapshot: two sketches'
+// headers and registers for each bucket of a day and the total.
+const maxReachBytes = 64 + 2*(1<<14+256) + (24*12+1)*2*(1<<12+256)
 
 // readCampaigns decodes appendCampaigns' encoding of the given version
 // into the campaign table.
@@ -547,6 +592,50 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 				return err
 			}
 			if err := c.hist.UnmarshalBinary(counter); err != nil {
+				return err
+			}
+		}
+		if version >= 3 {
+			if _, err := io.ReadFull(r, fixed[:4]); err != nil {
+				return err
+			}
+			size := binary.LittleEndian.Uint32(fixed[:4])
+			if size > maxReachBytes {
+				return errCampaignsSection
+			}
+			counter = append(counter[:0], make([]byte, size)...)
+			if _, err := io.ReadFull(r, counter); err != nil {
+				return err
+			}
+			if size > 0 {
+				reach := new(sketch.Reach)
+				if err := reach.UnmarshalBinary(counter); err != nil {
+					return err
+				}
+				c.reach.p.Store(reach)
+			}
+			ads, err := binary.ReadUvarint(r)
+			if err != nil || ads > 1<<20 {
+				return errCampaignsSection
+			}
+			for range ads {
+				id, err := str()
+				if err != nil {
+					return err
+				}
+				if len(id) == 0 || c.ads.rows[id] != nil {
+					return errCampaignsSection
+				}
+				row := &adRow{id: id}
+				if err := readCounter(&row.n); err != nil {
+					return err
+				}
+				if c.ads.rows == nil {
+					c.ads.rows = make(map[string]*adRow, ads)
+				}
+				c.ads.rows[id] = row
+			}
+			if err := readLazy(&c.ads.other); err != nil {
 				return err
 			}
 		}

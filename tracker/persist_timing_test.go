@@ -106,7 +106,7 @@ func fillDataDir(b testing.TB, mode, dir string, now time.Time, pairs, campaigns
 			if mode == "exact" {
 				u = strconv.AppendInt(append(user[:0], "day-"...), m, 10)
 			}
-			rec.AddImpression(c.index, now, m, uint64(m), uint64(c.index), u)
+			rec.AddImpression(c.index, now, m, uint64(m), uint64(c.index), u, nil)
 			if rec.Len() >= 4096 {
 				flush()
 			}

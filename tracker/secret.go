@@ -30,8 +30,9 @@ type snapshotMeta struct {
 }
 
 // snapshotVersion is the campaigns section encoding this version writes:
-// 2 adds each campaign's end and dedup key tail.
-const snapshotVersion = 2
+// 2 adds each campaign's end and dedup key tail, 3 its reach and its
+// counts by ad id.
+const snapshotVersion = 3
 
 func (m snapshotMeta) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.taken.UnixNano()))

@@ -87,7 +87,7 @@ func fillEarlier(t *testing.T, tr *Tracker, clock *fakeClock) []string {
 	return fill(t, tr, clock)
 }
 
-// campaignsV1 re-encodes a campaigns section of version 2 whose key tails
+// campaignsV1 re-encodes a campaigns section of version 3 whose key tails
 // are empty as version 1, which has no end, no tail and no duplicates.
 func campaignsV1(t *testing.T, b []byte) []byte {
 	t.Helper()
@@ -119,6 +119,14 @@ func campaignsV1(t *testing.T, b []byte) []byte {
 		out = append(out, b[:4+size]...)
 		b = b[4+size:]
 		b = b[4+int(binary.LittleEndian.Uint32(b)):] // the duplicates and history, which version 1 has not
+		b = b[4+int(binary.LittleEndian.Uint32(b)):]
+		b = b[4+int(binary.LittleEndian.Uint32(b)):] // the reach and ads, which version 3 added
+		ads, k := binary.Uvarint(b)
+		b = b[k:]
+		for range ads {
+			str()
+			b = b[4+int(binary.LittleEndian.Uint32(b)):]
+		}
 		b = b[4+int(binary.LittleEndian.Uint32(b)):]
 	}
 	if len(b) != 0 {

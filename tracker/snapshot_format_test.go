@@ -69,11 +69,11 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 	return dir
 }
 
-// campaignEntry encodes one campaign as appendCampaigns does (version 2,
-// no end, key tail "t", no duplicates), with a counter of counterSize
-// bytes (0: an empty counter's encoding).
+// campaignEntry encodes one campaign as appendCampaigns does (version 3,
+// no end, key tail "t", no duplicates, no reach, no ads), with a counter
+// of counterSize bytes (0: an empty counter's encoding).
 func campaignEntry(idx uint64, id string, counterSize int) []byte {
-	return campaignEntryOf(2, idx, id, counterSize)
+	return campaignEntryOf(snapshotVersion, idx, id, counterSize)
 }
 
 // campaignEntryOf encodes one campaign in the given version's encoding.
@@ -104,6 +104,14 @@ func campaignEntryOf(version byte, idx uint64, id string, counterSize int) []byt
 		h, _ := hist.AppendBinary(nil)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
 		b = append(b, h...)
+	}
+	if version >= 3 {
+		b = binary.LittleEndian.AppendUint32(b, 0) // no reach
+		b = append(b, 0)                           // no ads
+		var other stats.Counter
+		o, _ := other.AppendBinary(nil)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(o)))
+		b = append(b, o...)
 	}
 	return b
 }
@@ -193,15 +201,16 @@ func TestRestoreMetaSection(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		meta      []byte
-		campaigns []byte // nil: the tracker's own, of version 2
+		campaigns []byte // nil: the tracker's own, of version 3
 		want      string
 	}{
 		{"keyed", keyed, v1, ""},
 		{"time only", taken, v1, ""},
-		{"version 2", append(append([]byte{}, keyed...), 2), nil, ""},
+		{"version 2", append(append([]byte{}, keyed...), 2), campaignsSection(campaignEntryOf(2, 0, "seed", 0)), ""},
+		{"version 3", append(append([]byte{}, keyed...), 3), nil, ""},
 		{"9 bytes", append(append([]byte{}, taken...), 1), nil, "meta section of 9 bytes"},
 		{"version 0", append(append([]byte{}, keyed...), 0), nil, "version 0"},
-		{"version 3", append(append([]byte{}, keyed...), 3), nil, "written by a newer version"},
+		{"version 4", append(append([]byte{}, keyed...), 4), nil, "written by a newer version"},
 		{"26 bytes", append(append([]byte{}, keyed...), 2, 0), nil, "meta section of 26 bytes"},
 		{"empty", []byte{}, nil, "meta section of 0 bytes"},
 	} {

@@ -36,19 +36,22 @@ type state interface {
 	// count returns the number of campaigns, for metrics.
 	count() int
 
-	// trackOne dedups and counts one judged impression of c (whose id
-	// campaign holds, as the request carried it) by user with event time
-	// at, arriving at now: dup reports a repeat. It is track for one item
-	// without a slice: the single-impression path allocates nothing.
-	trackOne(c *Campaign, campaign, user []byte, at, now time.Time) (dup bool, err error)
+	// trackOne dedups and counts one judged impression of c by user, of
+	// ad (nil: none), with event time at, arriving at now: dup reports a
+	// repeat. It is track for one item without a slice: the
+	// single-impression path allocates nothing.
+	trackOne(c *Campaign, ad, user []byte, at, now time.Time) (dup bool, err error)
 	// track dedups and counts the judged items of one batch, all
 	// arriving at now, in order: out[it.index] gets each outcome. An
 	// error fails the whole batch (no outcome is set then).
 	track(items []judged, now time.Time, out []Outcome) error
 
-	// window reads c's counts and duplicates in the windows ending with
-	// minute now.
+	// window reads c's counts, duplicates and reach in the windows ending
+	// with minute now.
 	window(c *Campaign, now int64) (Stats, error)
+	// ads reads c's counted impressions by ad id in the windows ending
+	// with minute now.
+	ads(c *Campaign, now int64) (AdStats, error)
 	// series fills dst with c's per-minute counts of the len(dst) minutes
 	// ending with now, oldest first.
 	series(c *Campaign, now int64, dst []uint64) error
@@ -74,11 +77,11 @@ type state interface {
 	close(final bool) error
 }
 
-// judged is one batch item that passed the rules: its campaign, user and
-// event time, and its place in the batch.
+// judged is one batch item that passed the rules: its campaign, ad id,
+// user and event time, and its place in the batch.
 type judged struct {
-	c              *Campaign
-	campaign, user []byte
-	at             time.Time
-	index          int
+	c        *Campaign
+	ad, user []byte
+	at       time.Time
+	index    int
 }

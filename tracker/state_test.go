@@ -244,16 +244,16 @@ func testStateTrackOne(t *testing.T, s state, clock *fakeClock) {
 	c := mustCreate(t, s, "c", clock.Now().Add(-24*time.Hour))
 	now := clock.Now()
 	for i, want := range []bool{false, true, true} {
-		dup, err := s.trackOne(c, []byte("c"), []byte("u1"), now, now)
+		dup, err := s.trackOne(c, nil, []byte("u1"), now, now)
 		if err != nil || dup != want {
 			t.Fatalf("impression %d: dup %v, %v; want %v", i, dup, err, want)
 		}
 	}
-	if dup, err := s.trackOne(c, []byte("c"), []byte("u2"), now, now); err != nil || dup {
+	if dup, err := s.trackOne(c, nil, []byte("u2"), now, now); err != nil || dup {
 		t.Fatalf("another user: dup %v, %v", dup, err)
 	}
 	other := mustCreate(t, s, "other", clock.Now().Add(-24*time.Hour))
-	if dup, err := s.trackOne(other, []byte("other"), []byte("u1"), now, now); err != nil || dup {
+	if dup, err := s.trackOne(other, nil, []byte("u1"), now, now); err != nil || dup {
 		t.Fatalf("the same user in another campaign: dup %v, %v", dup, err)
 	}
 	w, err := s.window(c, stats.Minute(now))
@@ -268,11 +268,11 @@ func testStateTrackOne(t *testing.T, s state, clock *fakeClock) {
 	}
 	// The pair is blocked for the TTL at least, free after TTL + TTL/K.
 	clock.Add(time.Hour - time.Second)
-	if dup, _ := s.trackOne(c, []byte("c"), []byte("u1"), clock.Now(), clock.Now()); !dup {
+	if dup, _ := s.trackOne(c, nil, []byte("u1"), clock.Now(), clock.Now()); !dup {
 		t.Fatal("a repeat within the TTL was counted")
 	}
 	clock.Add(time.Hour/6 + 2*time.Second)
-	if dup, _ := s.trackOne(c, []byte("c"), []byte("u1"), clock.Now(), clock.Now()); dup {
+	if dup, _ := s.trackOne(c, nil, []byte("u1"), clock.Now(), clock.Now()); dup {
 		t.Fatal("a repeat after TTL + TTL/K was taken for a duplicate")
 	}
 }
@@ -281,9 +281,9 @@ func testStateTrackBatch(t *testing.T, s state, clock *fakeClock) {
 	c := mustCreate(t, s, "c", clock.Now().Add(-24*time.Hour))
 	now := clock.Now()
 	items := []judged{
-		{c: c, campaign: []byte("c"), user: []byte("a"), at: now, index: 0},
-		{c: c, campaign: []byte("c"), user: []byte("b"), at: now, index: 2},
-		{c: c, campaign: []byte("c"), user: []byte("a"), at: now, index: 3},
+		{c: c, user: []byte("a"), at: now, index: 0},
+		{c: c, user: []byte("b"), at: now, index: 2},
+		{c: c, user: []byte("a"), at: now, index: 3},
 	}
 	out := make([]Outcome, 4)
 	out[1] = Outcome{Err: ErrUserIDRequired} // an item the tracker refused
@@ -309,7 +309,7 @@ func testStateWindow(t *testing.T, s state, clock *fakeClock) {
 	now := clock.Now()
 	// Event times: now, 30 minutes ago, 3 hours ago, 30 hours ago.
 	for i, ago := range []time.Duration{0, 30 * time.Minute, 3 * time.Hour, 30 * time.Hour} {
-		if dup, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", i)), now.Add(-ago), now); dup || err != nil {
+		if dup, err := s.trackOne(c, nil, []byte(fmt.Sprint("u", i)), now.Add(-ago), now); dup || err != nil {
 			t.Fatalf("impression %d: %v, %v", i, dup, err)
 		}
 	}
@@ -336,10 +336,10 @@ func testStateWindow(t *testing.T, s state, clock *fakeClock) {
 	// and in a batch alike; they change no count and no series.
 	var items []judged
 	for i, ago := range []time.Duration{0, 30 * time.Minute, 3 * time.Hour, 30 * time.Hour} {
-		if dup, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", i)), now.Add(-ago), now); !dup || err != nil {
+		if dup, err := s.trackOne(c, nil, []byte(fmt.Sprint("u", i)), now.Add(-ago), now); !dup || err != nil {
 			t.Fatalf("repeat %d: %v, %v", i, dup, err)
 		}
-		items = append(items, judged{c: c, campaign: []byte("c"), user: []byte(fmt.Sprint("u", i)), at: now.Add(-ago), index: i})
+		items = append(items, judged{c: c, user: []byte(fmt.Sprint("u", i)), at: now.Add(-ago), index: i})
 	}
 	out := make([]Outcome, len(items))
 	if err := s.track(items, now, out); err != nil {
@@ -366,7 +366,7 @@ func testStateConcurrent(t *testing.T, s state, clock *fakeClock) {
 			defer wg.Done()
 			for u := range users {
 				now := clock.Now()
-				dup, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", u)), now, now)
+				dup, err := s.trackOne(c, nil, []byte(fmt.Sprint("u", u)), now, now)
 				if err != nil {
 					t.Error(err)
 					return
@@ -422,7 +422,7 @@ func testStateHistory(t *testing.T, s state, clock *fakeClock) {
 	ago := []time.Duration{0, 3 * time.Hour, 50 * 24 * time.Hour, 150 * 24 * time.Hour}
 	for i, a := range ago {
 		for range 2 { // the second is a duplicate
-			if _, err := s.trackOne(c, []byte("c"), []byte(fmt.Sprint("u", i)), now.Add(-a), now); err != nil {
+			if _, err := s.trackOne(c, nil, []byte(fmt.Sprint("u", i)), now.Add(-a), now); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -40,6 +40,8 @@ type Campaign struct {
 	counter *lazyCounter   // the counted impressions, by event minute
 	dups    *lazyCounter   // the duplicates, by event minute
 	hist    *stats.History // the counts by hour and by day
+	reach   *lazyReach     // the distinct users, counted or not
+	ads     *adTable       // the counted impressions by ad id
 	gone    *atomic.Bool
 	// key is the id for a campaign created by an earlier version; for
 	// every other, the id, a 0 byte and keyTail (16 random hex digits,
@@ -129,6 +131,10 @@ type Options struct {
 	// MaxCampaigns caps the campaigns that can be created. By default
 	// 100,000.
 	MaxCampaigns int
+	// MaxAdsPerCampaign caps the ad ids a campaign counts impressions of
+	// one by one (Ads); impressions of later new ids count as other. By
+	// default DefaultMaxAdsPerCampaign.
+	MaxAdsPerCampaign int
 
 	// Now is the clock. By default a coarse clock with millisecond
 	// resolution, owned and stopped by the Tracker.
@@ -178,6 +184,9 @@ func Open(o Options) (*Tracker, error) {
 	}
 	if o.MaxCampaigns <= 0 {
 		o.MaxCampaigns = 100000
+	}
+	if o.MaxAdsPerCampaign <= 0 {
+		o.MaxAdsPerCampaign = DefaultMaxAdsPerCampaign
 	}
 	if o.SnapshotInterval <= 0 {
 		o.SnapshotInterval = time.Minute
@@ -231,7 +240,7 @@ func (t *Tracker) Track(imp *Impression) (dup bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return t.st.trackOne(c, imp.CampaignID, imp.UserID, at, now)
+	return t.st.trackOne(c, imp.AdID, imp.UserID, at, now)
 }
 
 // TrackBatch tracks items in order, each judged on its own, all arriving
@@ -257,7 +266,7 @@ func (t *Tracker) TrackBatch(items []Impression, out []Outcome) error {
 			continue
 		}
 		out[i] = Outcome{}
-		js = append(js, judged{c: c, campaign: items[i].CampaignID, user: items[i].UserID, at: at, index: i})
+		js = append(js, judged{c: c, ad: items[i].AdID, user: items[i].UserID, at: at, index: i})
 	}
 	err := t.st.track(js, now, out)
 	clear(js) // keep no request bytes alive in the pool

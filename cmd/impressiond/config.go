@@ -24,37 +24,38 @@ const envPrefix = "IMPRESSIOND_"
 const defaultMaxPairs = 5_000_000
 
 type config struct {
-	addr          string
-	dedup         string
-	dedupTTL      time.Duration
-	dedupSlices   int
-	dedupCapacity int
-	dedupFP       float64
-	dedupMaxPairs int
-	maxBody       int
-	maxBodyMemory int
-	maxSkew       time.Duration
-	debugAddr     string
-	logFormat     string
-	logLevel      string
-	accessLog     bool
-	readTimeout   time.Duration
-	writeTimeout  time.Duration
-	idleTimeout   time.Duration
-	maxConns      int
-	maxConnsPerIP int
-	maxHeader     int
-	maxCampaigns  int
-	adminToken    string
-	ingestToken   string
-	corsOrigins   string // comma-separated; see corsOriginList
-	store         string
-	dataDir       string
-	fsyncInterval time.Duration
-	snapshotEvery time.Duration
-	dedupReset    bool
-	redisTimeout  time.Duration
-	version       bool
+	addr              string
+	dedup             string
+	dedupTTL          time.Duration
+	dedupSlices       int
+	dedupCapacity     int
+	dedupFP           float64
+	dedupMaxPairs     int
+	maxBody           int
+	maxBodyMemory     int
+	maxSkew           time.Duration
+	debugAddr         string
+	logFormat         string
+	logLevel          string
+	accessLog         bool
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxConns          int
+	maxConnsPerIP     int
+	maxHeader         int
+	maxCampaigns      int
+	maxAdsPerCampaign int
+	adminToken        string
+	ingestToken       string
+	corsOrigins       string // comma-separated; see corsOriginList
+	store             string
+	dataDir           string
+	fsyncInterval     time.Duration
+	snapshotEvery     time.Duration
+	dedupReset        bool
+	redisTimeout      time.Duration
+	version           bool
 }
 
 // usageError is a bad flag or environment value: exit status 2.
@@ -83,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 1000, "most concurrent connections from one client IP; more are refused with 429")
 	fs.IntVar(&c.maxHeader, "max-header-bytes", 8192, "largest request line and headers in bytes; larger get 431")
 	fs.IntVar(&c.maxCampaigns, "max-campaigns", 100000, "most campaigns that can be created")
+	fs.IntVar(&c.maxAdsPerCampaign, "max-ads-per-campaign", 1000, "most ad ids a campaign counts one by one (GET /api/v1/campaigns/{id}/ads); impressions of later new ids count as other")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, bearer token required to create, list and read campaigns and stats")
 	fs.StringVar(&c.ingestToken, "ingest-token", "", "if set, bearer token required to track impressions")
 	fs.StringVar(&c.corsOrigins, "cors-origins", "", "comma-separated origins (scheme://host[:port], or * for any) whose pages may call the ingest routes from a browser (CORS); empty sends no CORS headers")
@@ -190,6 +192,8 @@ func (c *config) validate() error {
 		return bad("max-header-bytes", c.maxHeader, "must be at least 1024")
 	case c.maxCampaigns < 1:
 		return bad("max-campaigns", c.maxCampaigns, "must be positive")
+	case c.maxAdsPerCampaign < 1:
+		return bad("max-ads-per-campaign", c.maxAdsPerCampaign, "must be positive")
 	case c.store != "memory" && !strings.HasPrefix(c.store, "redis://") && !strings.HasPrefix(c.store, "rediss://") && !strings.Contains(c.store, ":"):
 		return bad("store", c.store, "want memory, redis://host:port/db, rediss://... or host:port seeds separated by commas")
 	case c.store != "memory" && c.dataDir != "":

@@ -80,15 +80,16 @@ func run(cfg *config, log *slog.Logger) error {
 		defer shared.Close()
 	}
 	core, err := tracker.Open(tracker.Options{
-		Dedup:            dedup,
-		Redis:            shared,
-		MaxSkew:          cfg.maxSkew,
-		MaxCampaigns:     cfg.maxCampaigns,
-		Logger:           log,
-		DataDir:          cfg.dataDir,
-		FsyncInterval:    cfg.fsyncInterval,
-		SnapshotInterval: cfg.snapshotEvery,
-		ResetDedup:       cfg.dedupReset,
+		Dedup:             dedup,
+		Redis:             shared,
+		MaxSkew:           cfg.maxSkew,
+		MaxCampaigns:      cfg.maxCampaigns,
+		MaxAdsPerCampaign: cfg.maxAdsPerCampaign,
+		Logger:            log,
+		DataDir:           cfg.dataDir,
+		FsyncInterval:     cfg.fsyncInterval,
+		SnapshotInterval:  cfg.snapshotEvery,
+		ResetDedup:        cfg.dedupReset,
 	})
 	if err != nil {
 		return err
