@@ -27,7 +27,12 @@
 //	                         sub-filter's first and last arrival and
 //	                         pairs, the open one, pairs added to a full
 //	                         pool); expires TTL+TTL/K after the last write
-//	imp:campaigns            hash: campaign id → "<start> <name>"; one
+//	imp:{id}:def             the campaign's definition version "<gen> <ver>"
+//	                         (see lifecycle.go); checked by every track
+//	                         script; counting keys of generation gen > 0
+//	                         are named imp:{id}:g<gen>:total and so on
+//	imp:campaigns            hash: campaign id → "v2 <start> <end> <gen>
+//	                         <ver> <name>" (earlier: "<start> <name>"); one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
 //	imp:hashkey              the secret bloom-mode pair keys are hashed
