@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/impressiond/impressiond/internal/redistest"
+	"github.com/impressiond/impressiond/sketch"
 )
 
 // TestEarlierCampaignLifecycle: a campaign an earlier version wrote (a
@@ -61,5 +62,25 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 	}
 	if !track(t, s, Item{Ref("old", c.Gen, 0), []byte("u"), 1})[0] {
 		t.Fatal("a user of the deleted campaign is a repeat in the new one")
+	}
+}
+
+// TestDeleteOnCluster: a deletion finds and removes the campaign's keys on
+// the node that holds its slot.
+func TestDeleteOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	s := open(t, Options{URL: cl.URL, Mode: "exact", ClockOffset: redistest.ClockShift(t), Timeout: 5 * time.Second,
+		Dedup: sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 10000, FalsePositiveRate: 0.001}})
+	c, err := s.CreateCampaign(Campaign{ID: "k", Name: "K"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref("k", c.Gen, c.Ver)
+	track(t, s, Item{ref, []byte("u"), 1})
+	if ok, err := s.DeleteCampaign("k"); err != nil || !ok {
+		t.Fatalf("DeleteCampaign = %v, %v", ok, err)
+	}
+	if _, total, _ := s.Minutes(ref, 1, 1); total != 0 {
+		t.Fatalf("after delete: total %d", total)
 	}
 }
