@@ -21,7 +21,6 @@ var (
 	errAfterEnd           = fromCore(tracker.ErrAfterEnd)
 	errEndTimeFormat      = fromCore(tracker.ErrEndTimeFormat)
 	errEndTimeRange       = fromCore(tracker.ErrEndTimeRange)
-	errLifecycle          = fromCore(tracker.ErrLifecycleUnsupported)
 	errNameRequired       = fromCore(tracker.ErrNameRequired)
 	errNameLength         = fromCore(tracker.ErrNameLength)
 	errNameUTF8           = fromCore(tracker.ErrNameUTF8)

@@ -16,7 +16,7 @@ func TestDrainStopsAtOneMiB(t *testing.T) {
 	var b Batch
 	for n := size; n > 0 && len(b.buf) != size; n-- {
 		b.Reset()
-		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, bytes.Repeat([]byte("u"), n))
+		b.AddImpression(3, t0, unixMinute(t0.UnixNano()), 0, 0, bytes.Repeat([]byte("u"), n), nil)
 		if len(b.buf) < size {
 			break
 		}

@@ -186,8 +186,23 @@ func (t *Tracker) Campaign(id string) (Campaign, error) {
 	return *c, nil
 }
 
+// freshReader is a state whose campaign may answer from a cache that
+// lags other instances' changes; fresh reads the campaign as it is now.
+type freshReader interface {
+	fresh(id []byte) (*Campaign, error)
+}
+
+// campaign looks up a campaign for a read: with a shared state, as it is
+// now, so that a change or deletion answered on any instance is seen by
+// every read after it.
 func (t *Tracker) campaign(id string) (*Campaign, error) {
-	c, err := t.st.campaign([]byte(id))
+	var c *Campaign
+	var err error
+	if f, ok := t.st.(freshReader); ok {
+		c, err = f.fresh([]byte(id))
+	} else {
+		c, err = t.st.campaign([]byte(id))
+	}
 	switch {
 	case err != nil:
 		return nil, err

@@ -68,11 +68,6 @@ var (
 	ErrEndTimeFormat   = newError(Invalid, "end_time must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z, or null to remove it")
 	ErrEndTimeRange    = newError(Invalid, "end_time must not be before start_time, and before 2262-01-01T00:00:00Z")
 
-	// ErrLifecycleUnsupported answers a change, a deletion or an end_time
-	// where the state cannot apply them to every server at once.
-	ErrLifecycleUnsupported = newError(Unsupported,
-		"changing, ending and deleting campaigns is not available with a shared Redis store yet")
-
 	// ErrDedupLimit answers an impression of a new pair while the exact
 	// window holds -dedup-max-pairs pairs: nothing was counted or
 	// recorded.

@@ -17,9 +17,18 @@ import (
 
 // shared is the state in a shared Redis (Options.Redis): campaigns, dedup
 // and counters live there, and this process keeps nothing of its own but a
-// cache of campaigns, which never change once created. Dedup and count of
-// an impression are one Redis script call, so trackers sharing a Redis
-// agree.
+// cache of campaigns. Dedup and count of an impression are one Redis
+// script call, so trackers sharing a Redis agree.
+//
+// The cache may lag another instance's change or deletion, but no count
+// does: each cached campaign carries the definition version it was read
+// at (Campaign.ref), and the track script, in the same call that counts,
+// refuses an impression judged by any other version (STALE). The instance
+// then reads the campaign again, judges the impression again (not found:
+// ErrCampaignNotFound; after the new end: ErrAfterEnd) and retries. So
+// every impression tracked after a change or deletion returned, on any
+// instance, is judged by the new definition. Reads (Campaign, Stats,
+// Series, History) read the campaign from Redis (fresh).
 type shared struct {
 	remote *redisstore.Store
 	cache  remoteCampaigns // campaigns read from Redis
@@ -52,7 +61,19 @@ func (r *remoteCampaigns) len() int {
 	return len(r.m)
 }
 
+func (r *remoteCampaigns) drop(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
+}
+
+// put caches c for the judge: with End zero and the end in c.end, so
+// that an end another instance changed or removed never refuses an
+// impression by this cache alone (see shared.endCheck).
 func (r *remoteCampaigns) put(c *Campaign) {
+	j := *c
+	j.end, j.End = c.End, time.Time{}
+	c = &j
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -97,27 +118,73 @@ func (s *shared) campaign(id []byte) (*Campaign, error) {
 	if c := s.cache.get(id); c != nil {
 		return c, nil
 	}
+	return s.fresh(id)
+}
+
+// fresh reads the campaign with the given id from Redis and caches it (or
+// drops it from the cache when there is none).
+func (s *shared) fresh(id []byte) (*Campaign, error) {
 	rc, ok, err := s.remote.GetCampaign(string(id))
 	if err != nil {
 		return nil, s.errRedis(err)
 	}
 	if !ok {
+		s.cache.drop(string(id))
 		return nil, nil
 	}
-	c := &Campaign{ID: rc.ID, Name: rc.Name, Start: rc.Start}
+	c := fromRemote(rc)
 	s.cache.put(c)
 	return c, nil
 }
 
-func (s *shared) create(c *Campaign, max int) error {
-	if !c.End.IsZero() {
-		// Every server caches campaigns for good; an end it could not see
-		// change would be judged differently by each.
-		return ErrLifecycleUnsupported
+// judgeEnd applies the end of c, a campaign the judge had from the cache,
+// to an impression at at. A refusal is checked against Redis first: it
+// answers ErrAfterEnd only by the end current now; if the campaign
+// changed, it answers by the campaign as read again (n, to track by).
+func (s *shared) judgeEnd(c *Campaign, at time.Time) (*Campaign, error) {
+	for try := 1; ; try++ {
+		if c.end.IsZero() || !at.After(c.end) {
+			return c, nil
+		}
+		if c.ref == "" {
+			return nil, ErrAfterEnd
+		}
+		n, err := s.fresh([]byte(c.ID))
+		switch {
+		case err != nil:
+			return nil, err
+		case n == nil:
+			return nil, ErrCampaignNotFound
+		case n.ref == c.ref || try >= maxStaleTries:
+			if !n.End.IsZero() && at.After(n.End) {
+				return nil, ErrAfterEnd
+			}
+			return n, nil
+		}
+		if c = s.cache.get([]byte(c.ID)); c == nil {
+			return nil, ErrCampaignNotFound
+		}
 	}
-	err := s.remote.CreateCampaign(redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start}, max)
+}
+
+func fromRemote(rc redisstore.Campaign) *Campaign {
+	return &Campaign{ID: rc.ID, Name: rc.Name, Start: rc.Start, End: rc.End, ref: redisstore.Ref(rc.ID, rc.Gen, rc.Ver)}
+}
+
+// refOf is the Ref a track of c is checked against.
+func refOf(c *Campaign) string {
+	if c.ref == "" {
+		return c.ID // not read from Redis (a test's): unchecked
+	}
+	return c.ref
+}
+
+func (s *shared) create(c *Campaign, max int) error {
+	rc, err := s.remote.CreateCampaign(redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End}, max)
 	switch {
 	case err == nil:
+		c.ref = redisstore.Ref(rc.ID, rc.Gen, rc.Ver)
+		s.cache.put(c)
 		return nil
 	case errors.Is(err, redisstore.ErrExists):
 		return errCampaignExists
@@ -127,11 +194,81 @@ func (s *shared) create(c *Campaign, max int) error {
 	return s.errRedis(err)
 }
 
-func (s *shared) update([]byte, func(*Campaign) (*Campaign, error)) (*Campaign, error) {
-	return nil, ErrLifecycleUnsupported
+// update serialises the changes of one campaign across instances (compare
+// and set in Redis, retried on a conflict); once it returns, every
+// instance judges impressions by the result.
+func (s *shared) update(id []byte, change func(*Campaign) (*Campaign, error)) (*Campaign, error) {
+	var changeErr error
+	rc, ok, err := s.remote.UpdateCampaign(string(id), func(old redisstore.Campaign) (redisstore.Campaign, error) {
+		c, err := change(fromRemote(old))
+		if err != nil {
+			changeErr = err
+			return old, err
+		}
+		return redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End}, nil
+	})
+	switch {
+	case changeErr != nil:
+		return nil, changeErr
+	case err != nil:
+		return nil, s.errRedis(err)
+	case !ok:
+		s.cache.drop(string(id))
+		return nil, nil
+	}
+	c := fromRemote(rc)
+	s.cache.put(c)
+	return c, nil
 }
 
-func (s *shared) remove([]byte) (bool, error) { return false, ErrLifecycleUnsupported }
+// remove deletes the campaign, its definition first: once it returns, no
+// instance counts an impression of it, and its keys are gone.
+func (s *shared) remove(id []byte) (bool, error) {
+	ok, err := s.remote.DeleteCampaign(string(id))
+	s.cache.drop(string(id))
+	if err != nil {
+		return false, s.errRedis(err)
+	}
+	return ok, nil
+}
+
+// rejudge reads the campaign with the given id again after a track script
+// found c's version stale, and judges an impression at at by it (the
+// start never changes; the end may have).
+func (s *shared) rejudge(c *Campaign, at time.Time) (*Campaign, error) {
+	n, err := s.fresh([]byte(c.ID))
+	switch {
+	case err != nil:
+		return nil, err
+	case n == nil:
+		return nil, ErrCampaignNotFound
+	case n.ref == c.ref:
+		// Redis holds the version refused: a change was interrupted
+		// between its writes, or is between them now. Raising the
+		// version key never revives a deleted campaign.
+		rc, ok, err := s.remote.GetCampaign(c.ID)
+		if err != nil {
+			return nil, s.errRedis(err)
+		}
+		if !ok {
+			s.cache.drop(c.ID)
+			return nil, ErrCampaignNotFound
+		}
+		if err := s.remote.RaiseVersion(rc); err != nil {
+			return nil, s.errRedis(err)
+		}
+	}
+	if !n.End.IsZero() && at.After(n.End) {
+		return nil, ErrAfterEnd
+	}
+	return n, nil
+}
+
+// maxStaleTries bounds the reads again of one impression's campaign: each
+// follows a change answered meanwhile, so more means a campaign changing
+// faster than it can be tracked, or being deleted (its record outlives its
+// version key for a moment); the impression is then refused as not found.
+const maxStaleTries = 5
 
 // count is the campaigns this process has read from Redis: counting all
 // of them would cost a scan of Redis on every scrape.
@@ -216,7 +353,7 @@ func (r *remoteLister) list(read func() ([]redisstore.Campaign, error)) ([]redis
 }
 
 func (s *shared) window(c *Campaign, now int64) (Stats, error) {
-	r, err := s.remote.Stats(c.ID, now, stats.DayMinutes)
+	r, err := s.remote.Stats(refOf(c), now, stats.DayMinutes)
 	if err != nil {
 		return Stats{}, s.errRedis(err)
 	}
@@ -236,7 +373,7 @@ func windowOf(mins []uint64, total uint64) stats.Window {
 }
 
 func (s *shared) series(c *Campaign, now int64, dst []uint64) error {
-	mins, _, err := s.remote.Minutes(c.ID, now, len(dst))
+	mins, _, err := s.remote.Minutes(refOf(c), now, len(dst))
 	if err != nil {
 		return s.errRedis(err)
 	}
@@ -252,9 +389,9 @@ func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uin
 	case time.Minute:
 		return s.series(c, first+int64(len(dst))-1, dst)
 	case time.Hour:
-		counts, err = s.remote.Hours(c.ID, first, len(dst))
+		counts, err = s.remote.Hours(refOf(c), first, len(dst))
 	default:
-		counts, err = s.remote.Days(c.ID, first, len(dst))
+		counts, err = s.remote.Days(refOf(c), first, len(dst))
 	}
 	if err != nil {
 		return s.errRedis(err)
@@ -264,29 +401,112 @@ func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uin
 }
 
 func (s *shared) trackOne(c *Campaign, _, user []byte, at, _ time.Time) (bool, error) {
-	item := [1]redisstore.Item{{Campaign: c.ID, User: user, Minute: stats.Minute(at)}}
-	var counted [1]bool
-	if err := s.remote.Track(item[:], counted[:]); err != nil {
-		return false, s.errRedis(err)
+	c, err := s.judgeEnd(c, at)
+	if err != nil {
+		return false, err
 	}
-	return !counted[0], nil
+	item := [1]redisstore.Item{{Campaign: refOf(c), User: user, Minute: stats.Minute(at)}}
+	var counted [1]bool
+	for try := 1; ; try++ {
+		err := s.remote.Track(item[:], counted[:])
+		var stale *redisstore.StaleError
+		if !errors.As(err, &stale) {
+			if err != nil {
+				return false, s.errRedis(err)
+			}
+			return !counted[0], nil
+		}
+		if try >= maxStaleTries {
+			return false, ErrCampaignNotFound
+		}
+		if c, err = s.rejudge(c, at); err != nil {
+			return false, err
+		}
+		item[0].Campaign = refOf(c)
+	}
 }
 
 // track has Redis dedup and count the judged items in one round trip per
-// campaign (pipelined).
+// Redis node (pipelined), and again only for the campaigns whose version
+// the scripts refused (see rejudge).
 func (s *shared) track(items []judged, _ time.Time, out []Outcome) error {
-	valid := make([]redisstore.Item, len(items))
+	valid := make([]redisstore.Item, 0, len(items))
+	pending := make([]int, 0, len(items)) // indexes into items of valid
+	cs := make([]*Campaign, len(items))   // the campaign each is judged by
 	for j, it := range items {
-		valid[j] = redisstore.Item{Campaign: it.c.ID, User: it.user, Minute: stats.Minute(it.at)}
+		c, err := s.judgeEnd(it.c, it.at)
+		if err != nil {
+			if err == ErrSharedUnavailable {
+				return err
+			}
+			out[it.index].Err = err
+			continue
+		}
+		cs[j] = c
+		pending = append(pending, j)
+		valid = append(valid, redisstore.Item{Campaign: refOf(c), User: it.user, Minute: stats.Minute(it.at)})
 	}
 	counted := make([]bool, len(valid))
-	if err := s.remote.Track(valid, counted); err != nil {
-		return s.errRedis(err)
+	for try := 1; ; try++ {
+		err := s.remote.Track(valid, counted)
+		var stale *redisstore.StaleError
+		if !errors.As(err, &stale) {
+			if err != nil {
+				return s.errRedis(err)
+			}
+			for k, j := range pending {
+				out[items[j].index].Dup = !counted[k]
+			}
+			return nil
+		}
+		refused := make(map[string]bool, len(stale.Refs))
+		for _, r := range stale.Refs {
+			refused[r] = true
+		}
+		// The items of other campaigns are tracked: set their outcomes,
+		// and judge the refused ones again by their campaigns as they are.
+		again := map[string]*Campaign{}
+		againErr := map[string]error{}
+		var next []int
+		var nextItems []redisstore.Item
+		for k, j := range pending {
+			ref := valid[k].Campaign
+			if !refused[ref] {
+				out[items[j].index].Dup = !counted[k]
+				continue
+			}
+			var err error
+			if try >= maxStaleTries {
+				err = ErrCampaignNotFound
+			} else {
+				n, seen := again[ref]
+				if !seen {
+					n, againErr[ref] = s.rejudge(cs[j], time.Time{})
+					again[ref] = n
+				}
+				err = againErr[ref]
+				if err == nil && !n.End.IsZero() && items[j].at.After(n.End) {
+					err = ErrAfterEnd
+				}
+				if err == nil {
+					cs[j] = n
+				}
+			}
+			if err != nil {
+				if err == ErrSharedUnavailable {
+					return err
+				}
+				out[items[j].index].Err = err
+				continue
+			}
+			next = append(next, j)
+			nextItems = append(nextItems, redisstore.Item{Campaign: refOf(cs[j]), User: items[j].user, Minute: stats.Minute(items[j].at)})
+		}
+		if len(next) == 0 {
+			return nil
+		}
+		pending, valid, counted = next, nextItems, make([]bool, len(nextItems))
 	}
-	for j, it := range items {
-		out[it.index].Dup = !counted[j]
-	}
-	return nil
 }
 
 // retryAfter is zero: the shared window does not bound its pairs.

@@ -51,6 +51,15 @@ type Campaign struct {
 	// (sketch.Key), so no two campaigns' pairs can collide.
 	key     []byte
 	keyTail string
+
+	// ref is the shared state's own: the redisstore.Ref of the
+	// campaign's keys and the definition version it was read at, which
+	// every track script checks, and end, the campaign's End: the shared
+	// state hands the judge its campaigns with End zero and applies end
+	// itself, checking first that it is still the campaign's (see
+	// shared.go). Zero elsewhere.
+	ref string
+	end time.Time
 }
 
 // Impression is one impression to track, as a front end received it. The

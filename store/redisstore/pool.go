@@ -137,7 +137,7 @@ end
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
 // which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(poolLua + countsLua + `
+var bloomOneScript = rueidis.NewLuaScript(checkLua + poolLua + countsLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
 local p = loadPool(7, 8, ttl, now)
@@ -171,7 +171,7 @@ return 1 + p.full`)
 // per live sub-filter. It returns 1 for each counted item, 0 for each
 // repeat (counted as a duplicate of its minute), then the number of pairs
 // added to a full pool.
-var bloomScript = rueidis.NewLuaScript(poolLua + countsLua + `
+var bloomScript = rueidis.NewLuaScript(checkLua + poolLua + countsLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
@@ -269,19 +269,24 @@ func (s *Store) clockArg() string {
 func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	t := tag(it.Campaign)
-	var keyBuf [7 + maxPoolSlots]string
-	var argBuf [7 + 4*64]string
+	id, t, want := parseRef(it.Campaign)
+	var keyBuf [8 + maxPoolSlots]string
+	var argBuf [8 + 4*64]string
 	minute := strconv.FormatInt(it.Minute, 10)
 	hour, day := hourDayKeys(t, it.Minute)
 	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day), t)
 	args := s.poolArgs(argBuf[:0], s.clockArg())
 	var pos [64]uint64
-	sketch.Positions(s.keys().Key([]byte(it.Campaign), it.User), s.pool.Bits, pos[:s.pool.Hashes])
+	sketch.Positions(s.keys().Key([]byte(id), it.User), s.pool.Bits, pos[:s.pool.Hashes])
 	for _, p := range pos[:s.pool.Hashes] {
 		args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 	}
+	keys = append(keys, defKey(id))
+	args = append(args, want)
 	n, err := bloomOneScript.Exec(ctx, c, keys, args).AsInt64()
+	if isStale(err) {
+		return false, &StaleError{Refs: []string{it.Campaign}}
+	}
 	if err != nil {
 		return false, s.fail("track", err)
 	}
@@ -297,8 +302,7 @@ const maxPoolSlots = 32
 
 // bloomExec builds one bloomScript call for the items idx of one campaign.
 func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaExec {
-	c := items[idx[0]].Campaign
-	t := tag(c)
+	c, t, want := parseRef(items[idx[0]].Campaign)
 	keys, itemMinute, nm := minuteKeys(items, idx, t)
 	keys = s.appendPool(keys, t)
 	args := append(s.poolArgs(nil, clockArg), strconv.Itoa(nm), strconv.Itoa(int(s.pool.Hashes)))
@@ -310,7 +314,7 @@ func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaE
 			args = append(args, strconv.FormatUint(p, 10))
 		}
 	}
-	return rueidis.LuaExec{Keys: keys, Args: args}
+	return rueidis.LuaExec{Keys: append(keys, defKey(c)), Args: append(args, want)}
 }
 
 // PoolFull returns how many pairs this instance's calls added to a full

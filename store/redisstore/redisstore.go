@@ -27,7 +27,12 @@
 //	                         sub-filter's first and last arrival and
 //	                         pairs, the open one, pairs added to a full
 //	                         pool); expires TTL+TTL/K after the last write
-//	imp:campaigns            hash: campaign id → "<start> <name>"; one
+//	imp:{id}:def             the campaign's definition version "<gen> <ver>"
+//	                         (see lifecycle.go); checked by every track
+//	                         script; counting keys of generation gen > 0
+//	                         are named imp:{id}:g<gen>:total and so on
+//	imp:campaigns            hash: campaign id → "v2 <start> <end> <gen>
+//	                         <ver> <name>" (earlier: "<start> <name>"); one
 //	                         key, so that creation checks the limit and the
 //	                         id atomically, on a cluster too
 //	imp:hashkey              the secret bloom-mode pair keys are hashed
@@ -358,12 +363,21 @@ func (s *Store) fail(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
-func tag(id string) string { return "imp:{" + id + "}:" }
+// tag is the prefix of the counting keys of ref, a campaign id or a Ref.
+func tag(ref string) string {
+	_, t, _ := parseRef(ref)
+	return t
+}
 
 // Campaign is a registered campaign.
 type Campaign struct {
 	ID, Name string
 	Start    time.Time
+	End      time.Time // zero: none
+	// Gen namespaces the campaign's counting keys; Ver counts the changes
+	// of its definition (see Ref). Both are 0 for a campaign of an earlier
+	// version.
+	Gen, Ver int64
 }
 
 // createScript adds a campaign unless its id exists (0) or max campaigns
@@ -373,28 +387,6 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`)
-
-// CreateCampaign registers c unless its id exists (ErrExists) or max
-// campaigns exist (ErrLimit), atomically across every server.
-func (s *Store) CreateCampaign(c Campaign, max int) error {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	meta := strconv.FormatInt(c.Start.UnixNano(), 10) + " " + c.Name
-	c2, err := s.conn()
-	if err != nil {
-		return s.fail("create campaign", err)
-	}
-	r, err := createScript.Exec(ctx, c2, []string{campaignsKey}, []string{c.ID, meta, strconv.Itoa(max)}).AsInt64()
-	switch {
-	case err != nil:
-		return s.fail("create campaign", err)
-	case r == 0:
-		return ErrExists
-	case r < 0:
-		return ErrLimit
-	}
-	return nil
-}
 
 // GetCampaign returns the campaign with the given id, and false if there is
 // none.
@@ -414,15 +406,6 @@ func (s *Store) GetCampaign(id string) (Campaign, bool, error) {
 	}
 	camp, err := parseMeta(id, v)
 	return camp, err == nil, err
-}
-
-func parseMeta(id, v string) (Campaign, error) {
-	start, name, ok := strings.Cut(v, " ")
-	ns, err := strconv.ParseInt(start, 10, 64)
-	if !ok || err != nil {
-		return Campaign{}, fmt.Errorf("redisstore: campaign %q: malformed record %q", id, v)
-	}
-	return Campaign{ID: id, Name: name, Start: time.Unix(0, ns).UTC()}, nil
 }
 
 // ListCampaigns returns every campaign, in no particular order.

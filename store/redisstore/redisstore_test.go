@@ -85,16 +85,16 @@ func TestCampaigns(t *testing.T) {
 	srv := redistest.Start(t)
 	s := openTest(t, srv, "exact", time.Hour)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := s.CreateCampaign(Campaign{ID: "a", Name: "A ☀", Start: start}, 2); err != nil {
+	if _, err := s.CreateCampaign(Campaign{ID: "a", Name: "A ☀", Start: start}, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateCampaign(Campaign{ID: "a", Name: "again"}, 2); !errors.Is(err, ErrExists) {
+	if _, err := s.CreateCampaign(Campaign{ID: "a", Name: "again"}, 2); !errors.Is(err, ErrExists) {
 		t.Fatalf("second create: %v, want ErrExists", err)
 	}
-	if err := s.CreateCampaign(Campaign{ID: "b", Name: "B"}, 2); err != nil {
+	if _, err := s.CreateCampaign(Campaign{ID: "b", Name: "B"}, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateCampaign(Campaign{ID: "c", Name: "C"}, 2); !errors.Is(err, ErrLimit) {
+	if _, err := s.CreateCampaign(Campaign{ID: "c", Name: "C"}, 2); !errors.Is(err, ErrLimit) {
 		t.Fatalf("third create with max 2: %v, want ErrLimit", err)
 	}
 	c, ok, err := s.GetCampaign("a")

@@ -28,7 +28,7 @@ type Item struct {
 // Each generation is asked about all items at once (SMISMEMBER), the new
 // ones are added with one SADD, and counts are added once per minute key:
 // a handful of commands per call, not one or two per item.
-var exactScript = rueidis.NewLuaScript(clockPrelude + countsLua + `
+var exactScript = rueidis.NewLuaScript(checkLua + clockPrelude + countsLua + `
 local nm = tonumber(ARGV[7])
 local g0 = 3 + 4 * nm
 local n = (#ARGV - 7) / 2
@@ -79,7 +79,7 @@ return out`)
 // key, the hour and day keys, the K+1 generations newest first. ARGV: the clock arguments
 // (clockPrelude), the minute keys' TTL in s, the user id. A repeat is
 // counted as a duplicate and returns at the first generation holding it.
-var exactOneScript = rueidis.NewLuaScript(clockPrelude + countsLua + `
+var exactOneScript = rueidis.NewLuaScript(checkLua + clockPrelude + countsLua + `
 for g = 7, #KEYS do
   if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
     if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
@@ -118,16 +118,19 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	clockArg, e := s.guess()
-	t := tag(it.Campaign)
-	var keyBuf [7 + maxSlices]string
-	var argBuf [clockArgs + 2]string
+	id, t, want := parseRef(it.Campaign)
+	var keyBuf [8 + maxSlices]string
+	var argBuf [clockArgs + 3]string
 	minute := strconv.FormatInt(it.Minute, 10)
 	hour, day := hourDayKeys(t, it.Minute)
 	for try := 1; ; try++ {
 		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day)
-		keys = s.appendGenerations(keys, t, e)
-		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
+		keys = append(s.appendGenerations(keys, t, e), defKey(id))
+		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User), want)
 		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
+		if isStale(err) {
+			return false, &StaleError{Refs: []string{it.Campaign}}
+		}
 		if miss, ok := asEpochMiss(err); ok {
 			if e, err = s.retryEpoch(miss, try); err != nil {
 				return false, s.fail("track", err)
@@ -169,7 +172,10 @@ func (s *Store) appendGenerations(keys []string, t string, e int64) []string {
 }
 
 // Track dedups and counts items arriving now, by the shared clock (see
-// clockPrelude), setting counted[i] for each item counted. Items of one
+// clockPrelude), setting counted[i] for each item counted. The items of a
+// campaign named by a Ref whose version is no longer the campaign's are
+// not counted: Track then answers a *StaleError naming those Refs, having
+// tracked every other item. Items of one
 // campaign go to Redis as one script call per up to 1000 of them, and the
 // calls of all campaigns as one pipeline; concurrent single-item Tracks are
 // pipelined by the client. An error means some items may have been
@@ -242,8 +248,13 @@ func (s *Store) trackBloom(ctx context.Context, client rueidis.Client, items []I
 	for o, idx := range owners {
 		execs[o] = s.bloomExec(items, idx, clockArg)
 	}
+	var stale []string
 	for o, r := range execAll(ctx, client, bloomScript, execs) {
 		out, err := r.AsIntSlice()
+		if isStale(err) {
+			stale = append(stale, items[owners[o][0]].Campaign)
+			continue
+		}
 		if err != nil {
 			return s.fail("track", err)
 		}
@@ -255,13 +266,14 @@ func (s *Store) trackBloom(ctx context.Context, client rueidis.Client, items []I
 		}
 		s.poolFull.Add(uint64(out[len(out)-1]))
 	}
-	return nil
+	return staleErr(stale)
 }
 
 // trackExact makes the exactScript calls of owners in one pipeline, and
 // again those whose guess of the slice was wrong.
 func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []Item, owners [][]int, counted []bool) error {
 	clockArg, e := s.guess()
+	var stale []string
 	pending := make([]int, len(owners)) // calls still to make, and their slices
 	epochs := make([]int64, len(owners))
 	for i := range owners {
@@ -276,6 +288,10 @@ func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []I
 		for j, r := range execAll(ctx, client, exactScript, execs) {
 			o := pending[j]
 			out, err := r.AsIntSlice()
+			if isStale(err) {
+				stale = append(stale, items[owners[o][0]].Campaign)
+				continue
+			}
 			if miss, ok := asEpochMiss(err); ok {
 				if epochs[o], err = s.retryEpoch(miss, try); err != nil {
 					return s.fail("track", err)
@@ -292,7 +308,16 @@ func (s *Store) trackExact(ctx context.Context, client rueidis.Client, items []I
 		}
 		pending = missed
 	}
-	return nil
+	return staleErr(stale)
+}
+
+// staleErr is the answer of a batch whose calls of the campaigns refs
+// were refused as stale; nil if none were.
+func staleErr(refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	return &StaleError{Refs: refs}
 }
 
 // minuteKeys returns the keys the counts of the items idx of campaign tag
@@ -340,11 +365,13 @@ func hourDayKeys(t string, m int64) (hour, day string) {
 // exactExec builds one exactScript call for the items idx of one campaign,
 // for slice e.
 func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rueidis.LuaExec {
-	keys, itemMinute, nm := minuteKeys(items, idx, tag(items[idx[0]].Campaign))
-	keys = s.appendGenerations(keys, tag(items[idx[0]].Campaign), e)
+	id, t, want := parseRef(items[idx[0]].Campaign)
+	keys, itemMinute, nm := minuteKeys(items, idx, t)
+	keys = append(s.appendGenerations(keys, t, e), defKey(id))
 	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(nm))
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
 	}
+	args = append(args, want)
 	return rueidis.LuaExec{Keys: keys, Args: args}
 }
