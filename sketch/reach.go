@@ -167,9 +167,14 @@ func mod(a, n int64) int64 {
 // Read returns the figures of the windows ending with now.
 func (r *Reach) Read(now time.Time) ReachWindow { return r.ReadBucket(ReachBucketOf(now)) }
 
+// ReachFrom returns the first buckets of the last hour and the last day
+// windows at now's bucket: a store that keeps reach elsewhere (Redis)
+// reads the same windows.
+func ReachFrom(now int64) (hour, day int64) { return now - hourBuckets + 1, now - reachRing + 1 }
+
 // ReadBucket is Read with now's bucket.
 func (r *Reach) ReadBucket(now int64) ReachWindow {
-	hourFrom, dayFrom := now-hourBuckets+1, now-reachRing+1
+	hourFrom, dayFrom := ReachFrom(now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var w ReachWindow

@@ -238,8 +238,8 @@ type Stats struct {
 	stats.Window
 	Duplicates stats.Window
 	// Reach is the distinct users with at least one impression, counted
-	// or not, in windows aligned to 5 minutes (see sketch.Reach); nil
-	// where the state does not keep it (a shared Redis, for now).
+	// or not, in windows aligned to 5 minutes (see sketch.Reach and, with
+	// a shared Redis, redisstore.Store.Reach).
 	Reach *sketch.ReachWindow
 }
 

@@ -357,7 +357,11 @@ func (s *shared) window(c *Campaign, now int64) (Stats, error) {
 	if err != nil {
 		return Stats{}, s.errRedis(err)
 	}
-	return Stats{Window: windowOf(r.Counted, r.Total), Duplicates: windowOf(r.Duplicates, r.DuplicatesTotal)}, nil
+	reach, err := s.remote.Reach(refOf(c), now)
+	if err != nil {
+		return Stats{}, s.errRedis(err)
+	}
+	return Stats{Window: windowOf(r.Counted, r.Total), Duplicates: windowOf(r.Duplicates, r.DuplicatesTotal), Reach: &reach}, nil
 }
 
 func windowOf(mins []uint64, total uint64) stats.Window {
@@ -400,12 +404,12 @@ func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uin
 	return nil
 }
 
-func (s *shared) trackOne(c *Campaign, _, user []byte, at, _ time.Time) (bool, error) {
+func (s *shared) trackOne(c *Campaign, _, user []byte, at, now time.Time) (bool, error) {
 	c, err := s.judgeEnd(c, at)
 	if err != nil {
 		return false, err
 	}
-	item := [1]redisstore.Item{{Campaign: refOf(c), User: user, Minute: stats.Minute(at)}}
+	item := [1]redisstore.Item{{Campaign: refOf(c), User: user, Minute: stats.Minute(at), Arrival: stats.Minute(now)}}
 	var counted [1]bool
 	for try := 1; ; try++ {
 		err := s.remote.Track(item[:], counted[:])
@@ -429,7 +433,8 @@ func (s *shared) trackOne(c *Campaign, _, user []byte, at, _ time.Time) (bool, e
 // track has Redis dedup and count the judged items in one round trip per
 // Redis node (pipelined), and again only for the campaigns whose version
 // the scripts refused (see rejudge).
-func (s *shared) track(items []judged, _ time.Time, out []Outcome) error {
+func (s *shared) track(items []judged, now time.Time, out []Outcome) error {
+	arrival := stats.Minute(now)
 	valid := make([]redisstore.Item, 0, len(items))
 	pending := make([]int, 0, len(items)) // indexes into items of valid
 	cs := make([]*Campaign, len(items))   // the campaign each is judged by
@@ -444,7 +449,7 @@ func (s *shared) track(items []judged, _ time.Time, out []Outcome) error {
 		}
 		cs[j] = c
 		pending = append(pending, j)
-		valid = append(valid, redisstore.Item{Campaign: refOf(c), User: it.user, Minute: stats.Minute(it.at)})
+		valid = append(valid, redisstore.Item{Campaign: refOf(c), User: it.user, Minute: stats.Minute(it.at), Arrival: arrival})
 	}
 	counted := make([]bool, len(valid))
 	for try := 1; ; try++ {
@@ -500,7 +505,7 @@ func (s *shared) track(items []judged, _ time.Time, out []Outcome) error {
 				continue
 			}
 			next = append(next, j)
-			nextItems = append(nextItems, redisstore.Item{Campaign: refOf(cs[j]), User: items[j].user, Minute: stats.Minute(items[j].at)})
+			nextItems = append(nextItems, redisstore.Item{Campaign: refOf(cs[j]), User: items[j].user, Minute: stats.Minute(items[j].at), Arrival: arrival})
 		}
 		if len(next) == 0 {
 			return nil

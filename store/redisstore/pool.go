@@ -133,13 +133,16 @@ end
 // reads the positions off every fourth. It returns 0 for a repeat (counted
 // as a duplicate), 1 for a counted pair, 2 for a counted pair added to a
 // full pool.
+// Every user, counted or not, is added to the campaign's reach (the keys
+// and arguments of reachLua, after the ones above).
 //
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
 // which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(checkLua + poolLua + countsLua + `
+var bloomOneScript = rueidis.NewLuaScript(checkLua + reachLua + poolLua + countsLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
+reach(rby)
 local p = loadPool(7, 8, ttl, now)
 for _, i in ipairs(p.order) do
   local key, all = KEYS[8 + i], true
@@ -171,7 +174,9 @@ return 1 + p.full`)
 // per live sub-filter. It returns 1 for each counted item, 0 for each
 // repeat (counted as a duplicate of its minute), then the number of pairs
 // added to a full pool.
-var bloomScript = rueidis.NewLuaScript(checkLua + poolLua + countsLua + `
+// Every user, counted or not, is added to the campaign's reach (the keys
+// and arguments of reachLua, after the ones above).
+var bloomScript = rueidis.NewLuaScript(checkLua + reachLua + poolLua + countsLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
@@ -218,6 +223,7 @@ for dk, n in pairs(dper) do
   redis.call('INCRBY', KEYS[dk], n)
   redis.call('EXPIRE', KEYS[dk], ARGV[7])
 end
+reach(rby)
 out[i + 1] = p.full
 return out`)
 
@@ -281,8 +287,8 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	for _, p := range pos[:s.pool.Hashes] {
 		args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 	}
-	keys = append(keys, defKey(id))
-	args = append(args, want)
+	keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival, "0", string(it.User))
+	keys, args = append(keys, defKey(id)), append(args, want)
 	n, err := bloomOneScript.Exec(ctx, c, keys, args).AsInt64()
 	if isStale(err) {
 		return false, &StaleError{Refs: []string{it.Campaign}}
@@ -303,17 +309,21 @@ const maxPoolSlots = 32
 // bloomExec builds one bloomScript call for the items idx of one campaign.
 func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaExec {
 	c, t, want := parseRef(items[idx[0]].Campaign)
-	keys, itemMinute, nm := minuteKeys(items, idx, t)
+	keys, itemMinute, minutes := minuteKeys(items, idx, t)
 	keys = s.appendPool(keys, t)
-	args := append(s.poolArgs(nil, clockArg), strconv.Itoa(nm), strconv.Itoa(int(s.pool.Hashes)))
+	args := append(s.poolArgs(nil, clockArg), strconv.Itoa(len(minutes)), strconv.Itoa(int(s.pool.Hashes)))
 	var pos [64]uint64
+	pairs := make([]string, 0, 2*len(idx))
 	for j, i := range idx {
-		args = append(args, strconv.Itoa(itemMinute[j]))
+		mi := strconv.Itoa(itemMinute[j])
+		pairs = append(pairs, mi, string(items[i].User))
+		args = append(args, mi)
 		sketch.Positions(s.keys().Key([]byte(c), items[i].User), s.pool.Bits, pos[:s.pool.Hashes])
 		for _, p := range pos[:s.pool.Hashes] {
 			args = append(args, strconv.FormatUint(p, 10))
 		}
 	}
+	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival, pairs...)
 	return rueidis.LuaExec{Keys: append(keys, defKey(c)), Args: append(args, want)}
 }
 

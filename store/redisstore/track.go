@@ -15,6 +15,9 @@ type Item struct {
 	Campaign string
 	User     []byte
 	Minute   int64
+	// Arrival is the minute the impression arrived in, by the caller's
+	// clock: reach counts an event after it at it.
+	Arrival int64
 }
 
 // exactScript dedups and counts the items of one campaign against its
@@ -25,15 +28,23 @@ type Item struct {
 // (clockPrelude), the minute keys' TTL in s, nm, then per item its minute
 // key index (0-based) and its user id. It returns 1 for each counted
 // item, 0 for each repeat, which it counts as a duplicate of its minute.
+// Every user, counted or not, is added to the campaign's reach (the keys
+// and arguments of reachLua, after the ones above).
 // Each generation is asked about all items at once (SMISMEMBER), the new
 // ones are added with one SADD, and counts are added once per minute key:
 // a handful of commands per call, not one or two per item.
-var exactScript = rueidis.NewLuaScript(checkLua + clockPrelude + countsLua + `
+var exactScript = rueidis.NewLuaScript(checkLua + reachLua + clockPrelude + countsLua + `
 local nm = tonumber(ARGV[7])
 local g0 = 3 + 4 * nm
 local n = (#ARGV - 7) / 2
-local users = {}
-for i = 1, n do users[i] = ARGV[7 + 2 * i] end
+local users, byMinute = {}, {}
+for i = 1, n do
+  users[i] = ARGV[7 + 2 * i]
+  local mi = tonumber(ARGV[6 + 2 * i])
+  local us = byMinute[mi]
+  if not us then us = {}; byMinute[mi] = us end
+  us[#us + 1] = users[i]
+end
 local seen = {}
 for g = g0, #KEYS do
   local r = redis.call('SMISMEMBER', KEYS[g], unpack(users))
@@ -71,6 +82,7 @@ for dk, c in pairs(dper) do
   redis.call('INCRBY', KEYS[dk], c)
   redis.call('EXPIRE', KEYS[dk], ARGV[6])
 end
+reach(byMinute)
 return out`)
 
 // exactOneScript is exactScript for one item, without its tables: the
@@ -79,7 +91,10 @@ return out`)
 // key, the hour and day keys, the K+1 generations newest first. ARGV: the clock arguments
 // (clockPrelude), the minute keys' TTL in s, the user id. A repeat is
 // counted as a duplicate and returns at the first generation holding it.
-var exactOneScript = rueidis.NewLuaScript(checkLua + clockPrelude + countsLua + `
+// Every user, counted or not, is added to the campaign's reach (the keys
+// and arguments of reachLua, after the ones above).
+var exactOneScript = rueidis.NewLuaScript(checkLua + reachLua + clockPrelude + countsLua + `
+reach({[0] = {ARGV[7]}})
 for g = 7, #KEYS do
   if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
     if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
@@ -125,8 +140,10 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 	hour, day := hourDayKeys(t, it.Minute)
 	for try := 1; ; try++ {
 		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day)
-		keys = append(s.appendGenerations(keys, t, e), defKey(id))
-		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User), want)
+		keys = s.appendGenerations(keys, t, e)
+		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
+		keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival)
+		keys, args = append(keys, defKey(id)), append(args, want)
 		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
 		if isStale(err) {
 			return false, &StaleError{Refs: []string{it.Campaign}}
@@ -323,11 +340,10 @@ func staleErr(refs []string) error {
 // minuteKeys returns the keys the counts of the items idx of campaign tag
 // t go to: the total, the minute keys, the duplicates' total and their
 // minute keys, then the hour key and the day key of each minute (in the
-// same order); each item's index among the minute keys; and nm, the
-// number of minute keys.
-func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int, nm int) {
+// same order); each item's index among the minute keys; and the minutes
+// of the minute keys.
+func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []int, minutes []int64) {
 	keys = []string{t + "total"}
-	var minutes []int64
 	minuteIdx := map[int64]int{}
 	itemMinute = make([]int, len(idx))
 	for j, i := range idx {
@@ -353,7 +369,7 @@ func minuteKeys(items []Item, idx []int, t string) (keys []string, itemMinute []
 		_, d := hourDayKeys(t, m)
 		keys = append(keys, d)
 	}
-	return keys, itemMinute, len(minutes)
+	return keys, itemMinute, minutes
 }
 
 // hourDayKeys returns the keys of the Unix hour and day of minute m of
@@ -366,12 +382,12 @@ func hourDayKeys(t string, m int64) (hour, day string) {
 // for slice e.
 func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rueidis.LuaExec {
 	id, t, want := parseRef(items[idx[0]].Campaign)
-	keys, itemMinute, nm := minuteKeys(items, idx, t)
-	keys = append(s.appendGenerations(keys, t, e), defKey(id))
-	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(nm))
+	keys, itemMinute, minutes := minuteKeys(items, idx, t)
+	keys = s.appendGenerations(keys, t, e)
+	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(len(minutes)))
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
 	}
-	args = append(args, want)
-	return rueidis.LuaExec{Keys: keys, Args: args}
+	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival)
+	return rueidis.LuaExec{Keys: append(keys, defKey(id)), Args: append(args, want)}
 }
