@@ -39,7 +39,7 @@ func BenchmarkRedisMemoryPerPair(b *testing.B) {
 				for i := 0; i < pairs; i += len(items) {
 					now = start.Add(time.Duration(i) * time.Hour / pairs)
 					for j := range items {
-						items[j] = Item{Campaign: "c", User: fmt.Appendf(nil, "5f0e8c1a-2b3c-4d5e-8f90-%012d", i+j), Minute: now.Unix() / 60}
+						items[j] = Item{Campaign: "c", User: fmt.Appendf(nil, "5f0e8c1a-2b3c-4d5e-8f90-%012d", i+j), Minute: now.Unix() / 60, Arrival: now.Unix() / 60}
 					}
 					if err := s.Track(items, counted); err != nil {
 						b.Fatal(err)
