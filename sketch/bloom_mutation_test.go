@@ -315,3 +315,34 @@ func TestBloomSnapshotOfWrappedRing(t *testing.T) {
 		}
 	}
 }
+
+// TestBloomSubCountSaturates: the open sub-filter's pair count stops at
+// 2³¹−1 instead of wrapping negative (bloom.go's `c.n < MaxInt32`), where
+// a full pool keeps adding to it: a wrapped count reads as below the Load,
+// and the pool-full and overfill counters would stop. 2³¹ adds are out of
+// a test's reach, so the count is set just below the bound.
+func TestBloomSubCountSaturates(t *testing.T) {
+	b := newOneShardBloom(t)
+	p := b.Pool()
+	at := time.Unix(1_000_000, 0)
+	for added, next := 0, 0; added <= p.Slots*p.Load; next++ { // every slot full, and one past
+		if !b.TestAndAdd(camp, user(next), at) {
+			added++
+		}
+	}
+	s := &b.shards[0]
+	s.mu.Lock()
+	s.curSub.n = math.MaxInt32 - 1
+	s.mu.Unlock()
+	for i, next := 0, 1<<30; i < 2; next++ {
+		if !b.TestAndAdd(camp, user(next), at) {
+			i++
+		}
+	}
+	s.mu.Lock()
+	n := s.curSub.n
+	s.mu.Unlock()
+	if n != math.MaxInt32 {
+		t.Fatalf("open sub-filter's count %d after two adds from 2³¹−2, want it held at %d", n, math.MaxInt32)
+	}
+}
