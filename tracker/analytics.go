@@ -124,14 +124,19 @@ func (t *adTable) read(now int64, counted func() stats.Window) AdStats {
 		sum.LastDay += w.LastDay
 		sum.Total += w.Total
 	}
-	all := counted()
-	s.None = stats.Window{
+	s.None = noneOf(counted(), sum)
+	sortAds(s.Ads)
+	return s
+}
+
+// noneOf is the counted impressions of all without an ad id: all less the
+// rows and other, sum.
+func noneOf(all, sum stats.Window) stats.Window {
+	return stats.Window{
 		LastHour: all.LastHour - min(all.LastHour, sum.LastHour),
 		LastDay:  all.LastDay - min(all.LastDay, sum.LastDay),
 		Total:    all.Total - min(all.Total, sum.Total),
 	}
-	sortAds(s.Ads)
-	return s
 }
 
 func sortAds(ads []AdCount) {

@@ -404,12 +404,12 @@ func (s *shared) history(c *Campaign, step time.Duration, first int64, dst []uin
 	return nil
 }
 
-func (s *shared) trackOne(c *Campaign, _, user []byte, at, now time.Time) (bool, error) {
+func (s *shared) trackOne(c *Campaign, ad, user []byte, at, now time.Time) (bool, error) {
 	c, err := s.judgeEnd(c, at)
 	if err != nil {
 		return false, err
 	}
-	item := [1]redisstore.Item{{Campaign: refOf(c), User: user, Minute: stats.Minute(at), Arrival: stats.Minute(now)}}
+	item := [1]redisstore.Item{{Campaign: refOf(c), User: user, Minute: stats.Minute(at), Arrival: stats.Minute(now), Ad: ad}}
 	var counted [1]bool
 	for try := 1; ; try++ {
 		err := s.remote.Track(item[:], counted[:])
@@ -449,7 +449,7 @@ func (s *shared) track(items []judged, now time.Time, out []Outcome) error {
 		}
 		cs[j] = c
 		pending = append(pending, j)
-		valid = append(valid, redisstore.Item{Campaign: refOf(c), User: it.user, Minute: stats.Minute(it.at), Arrival: arrival})
+		valid = append(valid, redisstore.Item{Campaign: refOf(c), User: it.user, Minute: stats.Minute(it.at), Arrival: arrival, Ad: it.ad})
 	}
 	counted := make([]bool, len(valid))
 	for try := 1; ; try++ {
@@ -505,7 +505,7 @@ func (s *shared) track(items []judged, now time.Time, out []Outcome) error {
 				continue
 			}
 			next = append(next, j)
-			nextItems = append(nextItems, redisstore.Item{Campaign: refOf(cs[j]), User: items[j].user, Minute: stats.Minute(items[j].at), Arrival: arrival})
+			nextItems = append(nextItems, redisstore.Item{Campaign: refOf(cs[j]), User: items[j].user, Minute: stats.Minute(items[j].at), Arrival: arrival, Ad: items[j].ad})
 		}
 		if len(next) == 0 {
 			return nil

@@ -215,6 +215,7 @@ func Open(o Options) (*Tracker, error) {
 	}
 	var err error
 	if o.Redis != nil {
+		o.Redis.SetMaxAds(o.MaxAdsPerCampaign)
 		t.st = newShared(o.Redis, t.now, o.Logger)
 	} else {
 		t.st, err = openLocal(&o, t.now, &t.restored)

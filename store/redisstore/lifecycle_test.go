@@ -30,7 +30,7 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 		t.Fatalf("GetCampaign = %+v, %v, %v", c, ok, err)
 	}
 	v0 := Ref("old", 0, 0)
-	if !track(t, s, Item{v0, []byte("u"), 1, 1})[0] {
+	if !track(t, s, Item{v0, []byte("u"), 1, 1, nil})[0] {
 		t.Fatal("not counted")
 	}
 	if _, total, _ := s.Minutes("old", 1, 1); total != 1 {
@@ -41,16 +41,16 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 		t.Fatalf("UpdateCampaign = %+v, %v, %v", n, ok, err)
 	}
 	var stale *StaleError
-	if err := s.Track([]Item{{v0, []byte("v"), 1, 1}}, make([]bool, 1)); !errors.As(err, &stale) {
+	if err := s.Track([]Item{{v0, []byte("v"), 1, 1, nil}}, make([]bool, 1)); !errors.As(err, &stale) {
 		t.Fatalf("a stale version tracked: %v", err)
 	}
-	if track(t, s, Item{Ref("old", 0, 1), []byte("u"), 1, 1})[0] {
+	if track(t, s, Item{Ref("old", 0, 1), []byte("u"), 1, 1, nil})[0] {
 		t.Fatal("a repeat across the update counted")
 	}
 	if ok, err := s.DeleteCampaign("old"); err != nil || !ok {
 		t.Fatalf("DeleteCampaign = %v, %v", ok, err)
 	}
-	if err := s.Track([]Item{{Ref("old", 0, 1), []byte("w"), 1, 1}}, make([]bool, 1)); !errors.As(err, &stale) {
+	if err := s.Track([]Item{{Ref("old", 0, 1), []byte("w"), 1, 1, nil}}, make([]bool, 1)); !errors.As(err, &stale) {
 		t.Fatalf("a deleted campaign tracked: %v", err)
 	}
 	if _, total, _ := s.Minutes("old", 1, 1); total != 0 {
@@ -60,7 +60,7 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 	if err != nil || c.Gen == 0 {
 		t.Fatalf("created again: %+v, %v", c, err)
 	}
-	if !track(t, s, Item{Ref("old", c.Gen, 0), []byte("u"), 1, 1})[0] {
+	if !track(t, s, Item{Ref("old", c.Gen, 0), []byte("u"), 1, 1, nil})[0] {
 		t.Fatal("a user of the deleted campaign is a repeat in the new one")
 	}
 }
@@ -76,7 +76,7 @@ func TestDeleteOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := Ref("k", c.Gen, c.Ver)
-	track(t, s, Item{ref, []byte("u"), 1, 1})
+	track(t, s, Item{ref, []byte("u"), 1, 1, nil})
 	if ok, err := s.DeleteCampaign("k"); err != nil || !ok {
 		t.Fatalf("DeleteCampaign = %v, %v", ok, err)
 	}

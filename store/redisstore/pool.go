@@ -139,7 +139,7 @@ end
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
 // which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(checkLua + reachLua + poolLua + countsLua + `
+var bloomOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + poolLua + countsLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
 reach(rby)
@@ -160,6 +160,7 @@ redis.call('BITFIELD', KEYS[8 + o], unpack(ARGV, 8))
 added(p, o, now)
 savePool(p, now, ttl, slice)
 counts(KEYS[2], KEYS[5], KEYS[6], 1, ARGV[7])
+adCount(1, 0)
 redis.call('INCR', KEYS[1])
 return 1 + p.full`)
 
@@ -176,7 +177,7 @@ return 1 + p.full`)
 // added to a full pool.
 // Every user, counted or not, is added to the campaign's reach (the keys
 // and arguments of reachLua, after the ones above).
-var bloomScript = rueidis.NewLuaScript(checkLua + reachLua + poolLua + countsLua + `
+var bloomScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + poolLua + countsLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
@@ -208,6 +209,7 @@ while a <= #ARGV do
     per[mi] = (per[mi] or 0) + 1
     counted = counted + 1
     out[i] = 1
+    adCount(i, mi)
   end
   a = a + 1 + k
 end
@@ -287,6 +289,7 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	for _, p := range pos[:s.pool.Hashes] {
 		args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 	}
+	keys, args = s.appendAds(keys, args, t, []int64{it.Minute}, func(yield func(int, []byte)) { yield(0, it.Ad) })
 	keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival, "0", string(it.User))
 	keys, args = append(keys, defKey(id)), append(args, want)
 	n, err := bloomOneScript.Exec(ctx, c, keys, args).AsInt64()
@@ -323,6 +326,7 @@ func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaE
 			args = append(args, strconv.FormatUint(p, 10))
 		}
 	}
+	keys, args = s.appendAds(keys, args, t, minutes, itemAds(items, idx))
 	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival, pairs...)
 	return rueidis.LuaExec{Keys: append(keys, defKey(c)), Args: append(args, want)}
 }

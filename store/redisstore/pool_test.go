@@ -193,7 +193,7 @@ func TestPoolWindow(t *testing.T) {
 				}
 				return track(t, s, it)[0]
 			}
-			a, b := Item{"c", []byte("a"), 1, 1}, Item{"c", []byte("b"), 1, 1}
+			a, b := Item{"c", []byte("a"), 1, 1, nil}, Item{"c", []byte("b"), 1, 1, nil}
 			start := clock.Now()
 			at := func(d time.Duration) { clock.Add(start.Add(d).Sub(clock.Now())) }
 			for _, step := range []struct {

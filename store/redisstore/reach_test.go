@@ -24,7 +24,7 @@ func TestReachWindows(t *testing.T) {
 			srv := redistest.Start(t)
 			s := openTest(t, srv, mode, time.Hour)
 			now := int64(29_000_000) // a minute on a bucket's first minute: 29,000,000 = 5·5,800,000
-			item := func(u string, m int64) Item { return Item{"c", []byte(u), m, now} }
+			item := func(u string, m int64) Item { return Item{"c", []byte(u), m, now, nil} }
 			want := func(w sketch.ReachWindow) {
 				t.Helper()
 				got, err := s.Reach("c", now)
@@ -80,7 +80,7 @@ func TestReachErrorRedis(t *testing.T) {
 		for n < target {
 			batch := make([]Item, 0, 1000)
 			for range 1000 {
-				batch = append(batch, Item{"c", fmt.Appendf(nil, "5f0e8c1a-%012d", n), now, now})
+				batch = append(batch, Item{"c", fmt.Appendf(nil, "5f0e8c1a-%012d", n), now, now, nil})
 				n++
 			}
 			track(t, s, batch...)

@@ -164,6 +164,8 @@ type Store struct {
 	slotKeys []string
 	poolArgv [6]string
 	poolFull atomic.Uint64
+	// maxAds is the per-ad limit the scripts get (SetMaxAds).
+	maxAds string
 	// hasher keys bloom-mode pairs with the secret in imp:hashkey; nil
 	// until it is loaded, and calls fail with ErrNotConnected until then.
 	hasher         atomic.Pointer[sketch.Hasher]
@@ -214,6 +216,7 @@ func Open(o Options) (*Store, error) {
 		slices:  d.Slices,
 		sliceUS: sliceMicros(d.TTL, d.Slices),
 		now:     o.Now,
+		maxAds:  "1000",
 		clock:   o.Clock,
 		offset:  o.ClockOffset.Microseconds(),
 		stopCh:  make(chan struct{}),

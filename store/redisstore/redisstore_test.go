@@ -121,8 +121,8 @@ func TestTrackCountsOnce(t *testing.T) {
 			s := openClocked(t, srv, mode, time.Hour, clock)
 			m := clock.Now().Unix() / 60
 			items := []Item{
-				{"a", []byte("u1"), m, m}, {"a", []byte("u2"), m - 1, m}, {"a", []byte("u1"), m, m},
-				{"b", []byte("u1"), m, m}, {"b", []byte("u1"), m - 5, m},
+				{"a", []byte("u1"), m, m, nil}, {"a", []byte("u2"), m - 1, m, nil}, {"a", []byte("u1"), m, m, nil},
+				{"b", []byte("u1"), m, m, nil}, {"b", []byte("u1"), m - 5, m, nil},
 			}
 			if got, want := track(t, s, items...), []bool{true, true, false, true, false}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("counted %v, want %v", got, want)
@@ -162,7 +162,7 @@ func TestConcurrentInstances(t *testing.T) {
 					s := stores[w%2]
 					out := make([]bool, 1)
 					for i := range pairs {
-						if err := s.Track([]Item{{"c", fmt.Appendf(nil, "u%d", i), minute, minute}}, out); err != nil {
+						if err := s.Track([]Item{{"c", fmt.Appendf(nil, "u%d", i), minute, minute, nil}}, out); err != nil {
 							t.Error(err)
 							return
 						}
@@ -193,7 +193,7 @@ func TestTTLExpiry(t *testing.T) {
 			srv := redistest.Start(t)
 			clock := newFakeClock(t)
 			s := openClocked(t, srv, mode, time.Hour, clock)
-			item := Item{"c", []byte("u"), 1, 1}
+			item := Item{"c", []byte("u"), 1, 1, nil}
 			if !track(t, s, item)[0] {
 				t.Fatal("first sight not counted")
 			}
@@ -208,7 +208,7 @@ func TestTTLExpiry(t *testing.T) {
 
 			short := openTest(t, srv, mode, 600*time.Millisecond) // 100ms slices, Redis's clock
 			srv.FlushAll(t)
-			track(t, short, Item{"d", []byte("u"), 1, 1})
+			track(t, short, Item{"d", []byte("u"), 1, 1, nil})
 			if mode == "bloom" && len(redisKeys(t, short, "imp:{d}:bp*")) != 2 {
 				t.Fatalf("bloom keys after one pair: %v, want a sub-filter and the pool's hash", redisKeys(t, short, "imp:{d}:*"))
 			}
@@ -261,11 +261,11 @@ func TestSkewedInstances(t *testing.T) {
 				counted := 0
 				for round := range 3 {
 					for i, s := range stores {
-						if track(t, s, Item{"c", []byte("u"), 1, 1})[0] {
+						if track(t, s, Item{"c", []byte("u"), 1, 1, nil})[0] {
 							counted++
 						}
 						if round == 0 && i == 0 { // a batch goes the same way
-							for j, c := range track(t, s, Item{"c", []byte("u"), 1, 1}, Item{"c", []byte("v"), 1, 1}) {
+							for j, c := range track(t, s, Item{"c", []byte("u"), 1, 1, nil}, Item{"c", []byte("v"), 1, 1, nil}) {
 								if c != (j == 1) {
 									t.Fatalf("batch on an instance %s off: counted %v", skews[i], c)
 								}
@@ -383,16 +383,16 @@ func TestSteppedClock(t *testing.T) {
 	o.Now = func() time.Time { return time.Now().Add(time.Duration(step.Load())) }
 	s := open(t, o)
 	step.Store(int64(2 * time.Hour))
-	if !track(t, s, Item{"c", []byte("u"), 1, 1})[0] {
+	if !track(t, s, Item{"c", []byte("u"), 1, 1, nil})[0] {
 		t.Fatal("first sight after the clock step not counted")
 	}
 	if s.EpochRetries() == 0 {
 		t.Fatal("no retry after a two-hour clock step: the guess was not checked")
 	}
-	if track(t, s, Item{"c", []byte("u"), 1, 1})[0] {
+	if track(t, s, Item{"c", []byte("u"), 1, 1, nil})[0] {
 		t.Fatal("repeat counted after the clock step")
 	}
-	got := track(t, s, Item{"c", []byte("u"), 1, 1}, Item{"c", []byte("w"), 1, 1})
+	got := track(t, s, Item{"c", []byte("u"), 1, 1, nil}, Item{"c", []byte("w"), 1, 1, nil})
 	if got[0] || !got[1] {
 		t.Fatalf("batch after the step: counted %v, want [false true]", got)
 	}
@@ -454,7 +454,7 @@ func TestRedisDown(t *testing.T) {
 	srv.Stop()
 	out := make([]bool, 1)
 	start := time.Now()
-	if err := s.Track([]Item{{"c", []byte("u"), 1, 1}}, out); err == nil {
+	if err := s.Track([]Item{{"c", []byte("u"), 1, 1, nil}}, out); err == nil {
 		t.Fatal("Track succeeded with Redis down")
 	}
 	// Generous on a loaded machine: this tells failing fast from hanging,
@@ -479,7 +479,7 @@ func TestRedisDown(t *testing.T) {
 	// the caller gets an error (a 503 to the client) and may retry. So
 	// recovery is: within a few calls, a fresh pair is counted.
 	for i := 0; ; i++ {
-		err := s.Track([]Item{{"c", []byte(fmt.Sprint("u", i)), 1, 1}}, out)
+		err := s.Track([]Item{{"c", []byte(fmt.Sprint("u", i)), 1, 1, nil}}, out)
 		if err == nil {
 			if !out[0] {
 				t.Fatalf("a fresh pair after recovery was not counted")
@@ -499,7 +499,7 @@ func TestStartBeforeRedis(t *testing.T) {
 	srv.Stop()
 	s := openTest(t, srv, "exact", time.Hour)
 	out := make([]bool, 1)
-	if err := s.Track([]Item{{"c", []byte("u"), 1, 1}}, out); !errors.Is(err, ErrNotConnected) {
+	if err := s.Track([]Item{{"c", []byte("u"), 1, 1, nil}}, out); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Track before Redis: %v, want ErrNotConnected", err)
 	}
 	if s.Healthy() {
@@ -513,7 +513,7 @@ func TestStartBeforeRedis(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := s.Track([]Item{{"c", []byte("u"), 1, 1}}, out); err != nil || !out[0] {
+	if err := s.Track([]Item{{"c", []byte("u"), 1, 1, nil}}, out); err != nil || !out[0] {
 		t.Fatalf("Track once Redis is up: %v, %v", out[0], err)
 	}
 }
@@ -524,10 +524,10 @@ func TestMinuteKeysExpire(t *testing.T) {
 	srv := redistest.Start(t)
 	s := openTest(t, srv, "exact", time.Hour)
 	out := make([]bool, 2)
-	if err := s.Track([]Item{{"c", []byte("u1"), 42, 42}, {"c", []byte("u2"), 42, 42}}, out); err != nil {
+	if err := s.Track([]Item{{"c", []byte("u1"), 42, 42, nil}, {"c", []byte("u2"), 42, 42, nil}}, out); err != nil {
 		t.Fatal(err)
 	}
-	track(t, s, Item{"c", []byte("u3"), 43, 43})
+	track(t, s, Item{"c", []byte("u3"), 43, 43, nil})
 	c := *s.client.Load()
 	for _, k := range []string{"imp:{c}:m:42", "imp:{c}:m:43"} {
 		ttl, err := c.Do(t.Context(), c.B().Ttl().Key(k).Build()).AsInt64()
@@ -559,10 +559,10 @@ func TestSharedHashKey(t *testing.T) {
 	if a.keys().KeyString("c", "u") == sketch.KeyOfString("c", "u") {
 		t.Fatal("the store hashes pairs without its secret")
 	}
-	if got := track(t, a, Item{"c", []byte("u"), 1, 1}); !got[0] {
+	if got := track(t, a, Item{"c", []byte("u"), 1, 1, nil}); !got[0] {
 		t.Fatal("first impression not counted")
 	}
-	if got := track(t, b, Item{"c", []byte("u"), 1, 1}); got[0] {
+	if got := track(t, b, Item{"c", []byte("u"), 1, 1, nil}); got[0] {
 		t.Fatal("a pair counted through one store counts again through the other")
 	}
 	srv.FlushAll(t)
@@ -594,7 +594,7 @@ func TestMalformedHashKey(t *testing.T) {
 	}
 	b := openTest(t, srv, "bloom", time.Hour)
 	out := make([]bool, 1)
-	if err := b.Track([]Item{{"c", []byte("u"), 1, 1}}, out); !errors.Is(err, ErrNotConnected) {
+	if err := b.Track([]Item{{"c", []byte("u"), 1, 1, nil}}, out); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Track with a malformed %s: %v, want ErrNotConnected", hashKey, err)
 	}
 }

@@ -18,6 +18,8 @@ type Item struct {
 	// Arrival is the minute the impression arrived in, by the caller's
 	// clock: reach counts an event after it at it.
 	Arrival int64
+	// Ad is the impression's ad id, empty for none (see Ads).
+	Ad []byte
 }
 
 // exactScript dedups and counts the items of one campaign against its
@@ -33,7 +35,7 @@ type Item struct {
 // Each generation is asked about all items at once (SMISMEMBER), the new
 // ones are added with one SADD, and counts are added once per minute key:
 // a handful of commands per call, not one or two per item.
-var exactScript = rueidis.NewLuaScript(checkLua + reachLua + clockPrelude + countsLua + `
+var exactScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + clockPrelude + countsLua + `
 local nm = tonumber(ARGV[7])
 local g0 = 3 + 4 * nm
 local n = (#ARGV - 7) / 2
@@ -67,6 +69,7 @@ for i = 1, n do
     per[mi] = (per[mi] or 0) + 1
     counted = counted + 1
     out[i] = 1
+    adCount(i, mi)
   end
 end
 if counted > 0 then
@@ -93,7 +96,7 @@ return out`)
 // counted as a duplicate and returns at the first generation holding it.
 // Every user, counted or not, is added to the campaign's reach (the keys
 // and arguments of reachLua, after the ones above).
-var exactOneScript = rueidis.NewLuaScript(checkLua + reachLua + clockPrelude + countsLua + `
+var exactOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + clockPrelude + countsLua + `
 reach({[0] = {ARGV[7]}})
 for g = 7, #KEYS do
   if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
@@ -105,6 +108,7 @@ end
 redis.call('SADD', KEYS[7], ARGV[7])
 redis.call('PEXPIRE', KEYS[7], ttl)
 counts(KEYS[2], KEYS[5], KEYS[6], 1, ARGV[6])
+adCount(1, 0)
 redis.call('INCR', KEYS[1])
 return 1`)
 
@@ -142,6 +146,7 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day)
 		keys = s.appendGenerations(keys, t, e)
 		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
+		keys, args = s.appendAds(keys, args, t, []int64{it.Minute}, func(yield func(int, []byte)) { yield(0, it.Ad) })
 		keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival)
 		keys, args = append(keys, defKey(id)), append(args, want)
 		n, err := exactOneScript.Exec(ctx, c, keys, args).AsInt64()
@@ -388,6 +393,16 @@ func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rue
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
 	}
+	keys, args = s.appendAds(keys, args, t, minutes, itemAds(items, idx))
 	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival)
 	return rueidis.LuaExec{Keys: append(keys, defKey(id)), Args: append(args, want)}
+}
+
+// itemAds yields the ad ids of the items idx, numbered in call order.
+func itemAds(items []Item, idx []int) func(yield func(int, []byte)) {
+	return func(yield func(int, []byte)) {
+		for j, i := range idx {
+			yield(j, items[i].Ad)
+		}
+	}
 }
