@@ -19,7 +19,7 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	c, err := s.core.Create(tracker.CampaignSpec{ID: req.id, Name: req.name, Start: req.startTime, End: req.endTime})
+	c, err := s.core.Create(tracker.CampaignSpec{ID: req.id, Name: req.name, Start: req.startTime, End: req.endTime, Caps: req.caps})
 	if err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return
@@ -177,7 +177,10 @@ func (s *Server) getAds(ctx *fasthttp.RequestCtx) {
 }
 
 func toJSON(c tracker.Campaign) campaignJSON {
-	j := campaignJSON{ID: c.ID, Name: c.Name, StartTime: c.Start.Format(time.RFC3339Nano)}
+	j := campaignJSON{ID: c.ID, Name: c.Name, StartTime: c.Start.Format(time.RFC3339Nano), FrequencyCaps: make([]capJSON, len(c.Caps))}
+	for i, cp := range c.Caps {
+		j.FrequencyCaps[i] = capJSON{Max: cp.Max, Window: tracker.WindowText(cp.Window)}
+	}
 	if !c.End.IsZero() {
 		j.EndTime = c.End.Format(time.RFC3339Nano)
 	}

@@ -14,7 +14,7 @@ func TestCreateCampaign(t *testing.T) {
 	r := ts.do("POST", "/api/v1/campaigns", `{"id":"spring-2026","name":"Spring sale","start_time":"2026-03-01T08:00:00+01:00","budget":12}`).want(t, 201)
 	r.decode(t, &got)
 	want := campaignCreatedJSON{campaignJSON{ID: "spring-2026", Name: "Spring sale", StartTime: "2026-03-01T07:00:00Z"}, "campaign created"}
-	if got != want {
+	if !sameJSON(got, want) {
 		t.Fatalf("body: got %+v, want %+v", got, want)
 	}
 	if loc := r.header["Location"]; loc != "/api/v1/campaigns/spring-2026" {
@@ -22,7 +22,7 @@ func TestCreateCampaign(t *testing.T) {
 	}
 	var c campaignJSON
 	ts.do("GET", "/api/v1/campaigns/spring-2026", "").want(t, 200).decode(t, &c)
-	if c != want.campaignJSON {
+	if !sameJSON(c, want.campaignJSON) {
 		t.Fatalf("GET: got %+v, want %+v", c, want.campaignJSON)
 	}
 }

@@ -557,7 +557,7 @@ func TestContractCheck(t *testing.T) {
 	const (
 		jsonCT    = "application/json"
 		errBody   = `{"error":"x","code":%d}`
-		created   = `{"id":"a","name":"A","start_time":"2026-01-01T00:00:00Z","message":"campaign created"}`
+		created   = `{"id":"a","name":"A","start_time":"2026-01-01T00:00:00Z","frequency_caps":[],"message":"campaign created"}`
 		okHealth  = `{"status":"ok"}`
 		metricsCT = "text/plain; version=0.0.4; charset=utf-8"
 	)

@@ -32,6 +32,7 @@ func stringOrNull(v *fastjson.Value) ([]byte, bool) {
 // createRequest is a decoded CreateCampaignRequest.
 type createRequest struct {
 	id, name, startTime, endTime []byte
+	caps                         []tracker.CapSpec
 }
 
 func (r *createRequest) decode(v *fastjson.Value) *apiError {
@@ -52,6 +53,13 @@ func (r *createRequest) decode(v *fastjson.Value) *apiError {
 			dst, typeErr = &r.startTime, errStartTimeType
 		case "end_time":
 			dst, typeErr = &r.endTime, errEndTimeType
+		case "frequency_caps":
+			caps, e := decodeCaps(v)
+			if e != nil && bad == nil {
+				bad = e
+			}
+			r.caps = caps
+			return
 		default:
 			return
 		}

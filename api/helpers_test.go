@@ -442,3 +442,8 @@ func serveUntilCleanup(t testing.TB, srv *Server, ln net.Listener) {
 		<-done
 	})
 }
+
+// sameJSON compares decoded bodies field by field, a nil slice equal to
+// an empty one (a want literal leaves frequency_caps nil; the server
+// sends []).
+func sameJSON(a, b any) bool { return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b) }

@@ -61,7 +61,7 @@ func TestUpdateCampaign(t *testing.T) {
 	ts.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200)
 	var c campaignJSON
 	ts.do("PATCH", "/api/v1/campaigns/c", `{"name":"New name","budget":3}`).want(t, 200).decode(t, &c)
-	if c != (campaignJSON{ID: "c", Name: "New name", StartTime: pastStart}) {
+	if !sameJSON(c, (campaignJSON{ID: "c", Name: "New name", StartTime: pastStart})) {
 		t.Fatalf("renamed: %+v", c)
 	}
 	end := rfc3339(testNow.Add(time.Hour))
@@ -96,7 +96,7 @@ func TestUpdateCampaign(t *testing.T) {
 	ts.do("PATCH", "/api/v1/campaigns/c", `{"name":`).want(t, 400)
 	c = campaignJSON{}
 	ts.do("GET", "/api/v1/campaigns/c", "").want(t, 200).decode(t, &c)
-	if c != (campaignJSON{ID: "c", Name: "New name", StartTime: pastStart}) {
+	if !sameJSON(c, (campaignJSON{ID: "c", Name: "New name", StartTime: pastStart})) {
 		t.Fatalf("refused patches changed the campaign: %+v", c)
 	}
 	wantError(t, ts.do("PATCH", "/api/v1/campaigns/none", `{"name":"N"}`).want(t, 404), 404, "campaign not found")
@@ -182,7 +182,7 @@ func TestLifecycleOnRedis(t *testing.T) {
 	b.do("POST", "/api/v1/impressions", track("c", "u")).want(t, 200) // b caches c
 	var c campaignJSON
 	a.do("PATCH", "/api/v1/campaigns/c", `{"name":"New","end_time":"`+end+`"}`).want(t, 200).decode(t, &c)
-	if c != (campaignJSON{ID: "c", Name: "New", StartTime: pastStart, EndTime: end}) {
+	if !sameJSON(c, (campaignJSON{ID: "c", Name: "New", StartTime: pastStart, EndTime: end})) {
 		t.Fatalf("patched %+v", c)
 	}
 	b.do("GET", "/api/v1/campaigns/c", "").want(t, 200).decode(t, &c)

@@ -233,6 +233,8 @@ func (s *Server) buildHandler() fasthttp.RequestHandler {
 	get("/api/v1/campaigns/{id}/stats", guard(s.admin, s.getStats))
 	get("/api/v1/campaigns/{id}/series", guard(s.admin, s.getSeries))
 	get("/api/v1/campaigns/{id}/ads", guard(s.admin, s.getAds))
+	route("PUT", "/api/v1/campaigns/{id}/frequency-caps", guard(s.admin, s.setFrequencyCaps))
+	route("POST", "/api/v1/frequency", guard(s.ingest, s.checkFrequency))
 	r.Handle("POST", "/api/v1/impressions", s.instrumentSingle("POST", "/api/v1/impressions",
 		s.cors.wrap(guardCounted(s.ingest, &s.metrics.single[singleUnauthorized], s.trackImpression))))
 	route("POST", "/api/v1/impressions/batch", s.cors.wrap(guard(s.ingest, s.trackBatch)))

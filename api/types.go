@@ -9,6 +9,13 @@ type campaignJSON struct {
 	StartTime string `json:"start_time"`
 	// EndTime is omitted when the campaign has no end.
 	EndTime string `json:"end_time,omitempty"`
+	// FrequencyCaps is always present: [] for none.
+	FrequencyCaps []capJSON `json:"frequency_caps"`
+}
+
+type capJSON struct {
+	Max    uint64 `json:"max"`
+	Window string `json:"window"`
 }
 
 type campaignCreatedJSON struct {

@@ -55,6 +55,9 @@ type Record struct {
 	End     time.Time
 	HasEnd  bool
 	KeyTail []byte
+	// KindDefine only: the campaign's frequency caps (none in an earlier
+	// version's records).
+	Caps []Cap
 
 	// KindImpression, KindDuplicate and KindSeen: when the impression
 	// arrived (the dedup clock) and the event minute it was counted in.
@@ -118,9 +121,24 @@ func (b *Batch) AddCampaign(index uint32, id, name string, start time.Time) {
 	b.sync = true
 }
 
+// Cap is a campaign's frequency cap as the log keeps it: at most Max
+// exposures per Window.
+type Cap struct {
+	Max    uint64
+	Window time.Duration
+}
+
+// MaxCaps bounds the caps of one definition record.
+const MaxCaps = 4
+
 // AddDefine appends a campaign definition record and marks the batch
-// sync, as AddCampaign does. end is ignored unless hasEnd.
-func (b *Batch) AddDefine(index uint32, id, name string, start time.Time, end time.Time, hasEnd bool, keyTail string) {
+// sync, as AddCampaign does. end is ignored unless hasEnd. caps must hold
+// at most MaxCaps caps; none are written as nothing, as earlier versions
+// wrote their records.
+func (b *Batch) AddDefine(index uint32, id, name string, start time.Time, end time.Time, hasEnd bool, keyTail string, caps []Cap) {
+	if len(caps) > MaxCaps {
+		panic("BUG: definition with more than MaxCaps caps")
+	}
 	b.frame(func(p []byte) []byte {
 		p = append(p, byte(KindDefine))
 		p = binary.AppendUvarint(p, uint64(index))
@@ -136,7 +154,15 @@ func (b *Batch) AddDefine(index uint32, id, name string, start time.Time, end ti
 			p = append(p, 0)
 		}
 		p = binary.AppendUvarint(p, uint64(len(keyTail)))
-		return append(p, keyTail...)
+		p = append(p, keyTail...)
+		if len(caps) > 0 {
+			p = binary.AppendUvarint(p, uint64(len(caps)))
+			for _, c := range caps {
+				p = binary.AppendUvarint(p, c.Max)
+				p = binary.AppendUvarint(p, uint64(c.Window))
+			}
+		}
+		return p
 	})
 	b.sync = true
 }
@@ -265,6 +291,17 @@ func (r *Record) decode(p []byte) error {
 			d.err = errBadRecord
 		}
 		r.KeyTail = d.bytes()
+		if len(d.p) > 0 && d.err == nil {
+			n := d.uvarint()
+			if n == 0 || n > MaxCaps {
+				d.err = errBadRecord // written only when there are some
+				break
+			}
+			r.Caps = make([]Cap, n)
+			for i := range r.Caps {
+				r.Caps[i] = Cap{Max: d.uvarint(), Window: time.Duration(d.uvarint())}
+			}
+		}
 	case KindDelete:
 	case KindDuplicate, KindSeen:
 		ns := int64(d.u64())
@@ -381,7 +418,7 @@ func CampaignSize(idLen, nameLen int) int {
 // DefineSize bounds the bytes Batch.AddDefine adds for a campaign with id,
 // name and key tail of these lengths.
 func DefineSize(idLen, nameLen, keyTailLen int) int {
-	return CampaignSize(idLen, nameLen) + 1 + 8 + binary.MaxVarintLen64 + keyTailLen
+	return CampaignSize(idLen, nameLen) + 1 + 8 + binary.MaxVarintLen64 + keyTailLen + binary.MaxVarintLen64 + MaxCaps*2*binary.MaxVarintLen64
 }
 
 // DeleteSize bounds the bytes Batch.AddDelete adds.

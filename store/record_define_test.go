@@ -12,7 +12,7 @@ import (
 func TestDefineAndDeleteRecords(t *testing.T) {
 	end := t0.Add(90 * time.Minute)
 	var b Batch
-	b.AddDefine(3, "spring", "Spring", t0, end, true, "0123456789abcdef")
+	b.AddDefine(3, "spring", "Spring", t0, end, true, "0123456789abcdef", nil)
 	if !b.sync {
 		t.Fatal("a definition did not mark its batch sync")
 	}
@@ -20,7 +20,7 @@ func TestDefineAndDeleteRecords(t *testing.T) {
 		t.Fatalf("definition of %d bytes, DefineSize says at most %d", n, DefineSize(6, 6, 16))
 	}
 	before := len(b.buf)
-	b.AddDefine(4, "x", "X", t0, end, false, "")
+	b.AddDefine(4, "x", "X", t0, end, false, "", nil)
 	var del Batch
 	del.AddDelete(1<<32 - 1)
 	if !del.sync || len(del.buf) > DeleteSize {

@@ -78,6 +78,11 @@ func (t *Tracker) newCampaign(r *CampaignSpec) (*Campaign, error) {
 		}
 		c.End = end
 	}
+	caps, err := checkCaps(r.Caps)
+	if err != nil {
+		return nil, err
+	}
+	c.Caps = caps
 	return c, nil
 }
 

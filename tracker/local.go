@@ -24,6 +24,7 @@ type local struct {
 	keyed     keyedDeduper   // dedup, when it takes pre-hashed keys (bloom)
 	limited   limitedDeduper // dedup, when it bounds the pairs it holds (exact)
 	hasher    sketch.Hasher  // dedup's, which keys the pairs given to keyed
+	freq      sketch.Frequency
 	campaigns *campaignTable
 	maxAds    int        // Options.MaxAdsPerCampaign
 	persist   *persister // nil without a data directory
@@ -137,10 +138,14 @@ func openLocal(o *Options, now func() time.Time, st *RestoreStats) (*local, erro
 		dedup:     o.Dedup,
 		hasher:    o.Dedup.Hasher(), // a data directory's replaces it (adoptSecret)
 		campaigns: newCampaignTable(),
+		freq:      o.Frequency,
 		maxAds:    o.MaxAdsPerCampaign,
 		now:       now,
 		log:       o.Logger,
 		stopCh:    make(chan struct{}),
+	}
+	if l.freq == nil {
+		l.freq = sketch.NewFrequencyExact()
 	}
 	l.keyed, _ = o.Dedup.(keyedDeduper)
 	l.limited, _ = o.Dedup.(limitedDeduper)
@@ -150,7 +155,11 @@ func openLocal(o *Options, now func() time.Time, st *RestoreStats) (*local, erro
 		}
 	}
 	// Idle shards rotate (and, in exact mode, free memory) without traffic.
-	l.every(time.Second, func() { l.dedup.Advance(l.now()) })
+	l.every(time.Second, func() {
+		now := l.now()
+		l.dedup.Advance(now)
+		l.freq.Advance(now)
+	})
 	if p := l.persist; p != nil {
 		l.every(p.every, func() {
 			if _, err := l.snapshotIfChanged(); err != nil {
@@ -231,7 +240,14 @@ func (l *local) create(spec *Campaign, max int) error {
 
 // addDefine adds c's definition record to b.
 func addDefine(b *store.Batch, c *Campaign) {
-	b.AddDefine(c.index, c.ID, c.Name, c.Start, c.End, !c.End.IsZero(), c.keyTail)
+	var caps []store.Cap
+	if len(c.Caps) > 0 {
+		caps = make([]store.Cap, len(c.Caps))
+		for i, cp := range c.Caps {
+			caps[i] = store.Cap{Max: cp.Max, Window: cp.Window}
+		}
+	}
+	b.AddDefine(c.index, c.ID, c.Name, c.Start, c.End, !c.End.IsZero(), c.keyTail, caps)
 }
 
 // update replaces a campaign by a new version sharing its counter; on a
@@ -391,6 +407,7 @@ func (l *local) apply(c *Campaign, ad, user []byte, at, now time.Time, rec *stor
 	}
 	m, nowMin := stats.Minute(at), stats.Minute(now)
 	c.reach.reach().Add(key.Lo, at, now)
+	l.freq.Add(key.Lo, now) // an exposure, counted or not
 	if dup {
 		c.dups.Add(m, nowMin)
 		if rec != nil {
@@ -411,6 +428,21 @@ func (l *local) apply(c *Campaign, ad, user []byte, at, now time.Time, rec *stor
 		rec.AddImpression(c.index, now, m, key.Lo, key.Hi, u, ad)
 	}
 	return false, nil
+}
+
+func (l *local) frequency(items []frequencyItem, user []byte, now time.Time, out []FrequencyResult) error {
+	for _, it := range items {
+		r := &out[it.index]
+		if it.c.gone.Load() {
+			*r = FrequencyResult{CampaignID: r.CampaignID, Err: ErrCampaignNotFound}
+			continue
+		}
+		key := l.hasher.Key(it.c.key, user).Lo // as apply keys the exposures
+		for j := range r.Exposures {
+			r.Exposures[j].Count = l.freq.Count(key, r.Exposures[j].Window, now)
+		}
+	}
+	return nil
 }
 
 func (l *local) window(c *Campaign, now int64) (Stats, error) {

@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ const (
 	sectionMeta      = 1
 	sectionCampaigns = 2
 	sectionDedup     = 3
+	// sectionFrequency holds the exposures of frequency caps (version 4
+	// and later), after the dedup window.
+	sectionFrequency = 4
 )
 
 // persister owns the data directory and the log of a durable local state.
@@ -210,6 +214,13 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			if r.HasEnd {
 				def.End = r.End
 			}
+			for _, cp := range r.Caps {
+				fc := FrequencyCap{Max: cp.Max, Window: cp.Window}
+				if !validCap(fc) {
+					return fmt.Errorf("campaign index %d defined with an invalid frequency cap (max %d, window %s)", r.Campaign, cp.Max, cp.Window)
+				}
+				def.Caps = append(def.Caps, fc)
+			}
 			old := byIndex[r.Campaign]
 			if old == nil {
 				c := newLocalCampaign(def, string(r.KeyTail))
@@ -225,7 +236,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			}
 			c, err := l.campaigns.replace(r.ID, func(old *Campaign) (*Campaign, error) {
 				c := *old
-				c.Name, c.Start, c.End = def.Name, def.Start, def.End
+				c.Name, c.Start, c.End, c.Caps = def.Name, def.Start, def.End, def.Caps
 				return &c, nil
 			}, nil)
 			if err != nil {
@@ -250,6 +261,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 			c.dups.Add(r.Minute, nowMin)
 			if r.Kind == store.KindSeen && !st.unkeyed {
 				c.reach.reach().AddBucket(r.Reach, minuteBucket(r.Minute), sketch.ReachBucketOf(r.Arrival))
+				l.freq.Add(r.Reach, r.Arrival) // the pair's key, as apply adds it
 			}
 		case store.KindImpression:
 			c := byIndex[r.Campaign]
@@ -283,6 +295,7 @@ func (l *local) restore(dir *store.Dir, st *RestoreStats) (uint64, error) {
 					h = l.hasher.Key(c.key, r.User).Lo
 				}
 				c.reach.reach().AddBucket(h, minuteBucket(r.Minute), sketch.ReachBucketOf(r.Arrival))
+				l.freq.Add(h, r.Arrival)
 			}
 		}
 		return nil
@@ -332,6 +345,29 @@ func (l *local) loadSnapshot(r *store.SnapshotReader, version byte, st *RestoreS
 	if err != nil {
 		return err
 	}
+	if version >= 4 {
+		err = r.Section(sectionFrequency, func(rd io.Reader) error {
+			if st.unkeyed {
+				_, err := io.Copy(io.Discard, rd)
+				return err
+			}
+			_, err := l.freq.ReadFrom(rd)
+			if errors.Is(err, sketch.ErrLayoutMismatch) && st.resetDedup {
+				if st.DedupReset == "" {
+					st.DedupReset = err.Error()
+				}
+				_, err = io.Copy(io.Discard, rd)
+				return err
+			}
+			if errors.Is(err, sketch.ErrLayoutMismatch) {
+				return fmt.Errorf("%w; start with the -frequency-capacity and -dedup flags the data was written with, or once with -dedup-reset to keep the campaigns and counts with empty dedup and frequency windows, or move the data directory away", err)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return r.End()
 }
 
@@ -378,7 +414,15 @@ func (l *local) snapshotTo(p *persister) error {
 	}
 	cut := p.log.Stats() // nothing is appended while the gate is held
 	camps := l.appendCampaigns(nil)
+	// The exposures are copied while nothing is appended, unlike the
+	// dedup window: replay adds every logged exposure after the cut, so
+	// one the copy also held would be counted twice.
+	var freq bytes.Buffer
+	_, ferr := l.freq.WriteTo(&freq)
 	p.gate.Unlock()
+	if ferr != nil {
+		return ferr
+	}
 	p.snapshotPause.Store(int64(time.Since(paused)))
 
 	w, err := p.dir.CreateSnapshot(seg)
@@ -395,6 +439,9 @@ func (l *local) snapshotTo(p *persister) error {
 	}
 	if err == nil {
 		err = w.Section(sectionDedup, func(wr io.Writer) error { _, err := l.dedup.WriteTo(wr); return err })
+	}
+	if err == nil {
+		err = w.Section(sectionFrequency, func(wr io.Writer) error { _, err := wr.Write(freq.Bytes()); return err })
 	}
 	if err == nil {
 		err = w.Commit()
@@ -446,8 +493,47 @@ func (l *local) appendCampaigns(b []byte) []byte {
 		}
 		binary.LittleEndian.PutUint32(b[n:], uint32(len(b)-n-4))
 		b = c.ads.appendBinary(b)
+		b = appendCaps(b, c.Caps)
 	}
 	return b
+}
+
+// appendCaps appends a campaign's frequency caps: their number, then each
+// cap's max and window (nanoseconds), as uvarints.
+func appendCaps(b []byte, caps []FrequencyCap) []byte {
+	b = binary.AppendUvarint(b, uint64(len(caps)))
+	for _, c := range caps {
+		b = binary.AppendUvarint(b, c.Max)
+		b = binary.AppendUvarint(b, uint64(c.Window))
+	}
+	return b
+}
+
+// readCaps reads appendCaps' encoding, checking each cap as Create does.
+func readCaps(r io.ByteReader) ([]FrequencyCap, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > MaxCaps {
+		return nil, errCampaignsSection
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	caps := make([]FrequencyCap, n)
+	for i := range caps {
+		m, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		w, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		caps[i] = FrequencyCap{Max: m, Window: time.Duration(w)}
+		if !validCap(caps[i]) {
+			return nil, errCampaignsSection
+		}
+	}
+	return caps, nil
 }
 
 // minuteBucket is the reach bucket of Unix minute m.
@@ -636,6 +722,11 @@ func (l *local) readCampaigns(rd io.Reader, version byte) error {
 				c.ads.rows[id] = row
 			}
 			if err := readLazy(&c.ads.other); err != nil {
+				return err
+			}
+		}
+		if version >= 4 {
+			if c.Caps, err = readCaps(r); err != nil {
 				return err
 			}
 		}

@@ -31,8 +31,9 @@ type snapshotMeta struct {
 
 // snapshotVersion is the campaigns section encoding this version writes:
 // 2 adds each campaign's end and dedup key tail, 3 its reach and its
-// counts by ad id.
-const snapshotVersion = 3
+// counts by ad id, 4 its frequency caps and a frequency section after the
+// dedup window.
+const snapshotVersion = 4
 
 func (m snapshotMeta) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.taken.UnixNano()))

@@ -87,7 +87,7 @@ func fillEarlier(t *testing.T, tr *Tracker, clock *fakeClock) []string {
 	return fill(t, tr, clock)
 }
 
-// campaignsV1 re-encodes a campaigns section of version 3 whose key tails
+// campaignsV1 re-encodes a campaigns section of version 4 whose key tails
 // are empty as version 1, which has no end, no tail and no duplicates.
 func campaignsV1(t *testing.T, b []byte) []byte {
 	t.Helper()
@@ -128,6 +128,10 @@ func campaignsV1(t *testing.T, b []byte) []byte {
 			b = b[4+int(binary.LittleEndian.Uint32(b)):]
 		}
 		b = b[4+int(binary.LittleEndian.Uint32(b)):]
+		if b[0] != 0 {
+			t.Fatal("campaignsV1: a campaign with frequency caps") // version 4's
+		}
+		b = b[1:]
 	}
 	if len(b) != 0 {
 		t.Fatal("campaignsV1: trailing bytes")

@@ -1,6 +1,8 @@
 package tracker
 
 import (
+	"time"
+
 	"github.com/impressiond/impressiond/stats"
 	"github.com/impressiond/impressiond/store/redisstore"
 )
@@ -33,4 +35,8 @@ func (s *shared) ads(c *Campaign, now int64) (AdStats, error) {
 
 func adWindow(w redisstore.AdWindow) stats.Window {
 	return stats.Window{LastHour: w.LastHour, LastDay: w.LastDay, Total: w.Total}
+}
+
+func (s *shared) frequency(items []frequencyItem, user []byte, now time.Time, out []FrequencyResult) error {
+	return newError(Unsupported, "frequency caps are not kept in a shared Redis yet")
 }

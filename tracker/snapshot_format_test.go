@@ -40,14 +40,18 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sections [3][]byte
-	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+	kinds := []byte{sectionMeta, sectionCampaigns, sectionDedup, sectionFrequency}
+	var sections [4][]byte
+	for i, kind := range kinds {
 		err := r.Section(kind, func(rd io.Reader) (err error) { sections[i], err = io.ReadAll(rd); return err })
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	r.Close()
+	if meta != nil && (len(meta) != 25 || meta[24] < 4) {
+		kinds = kinds[:3] // versions before 4 have no frequency section
+	}
 	if meta != nil {
 		sections[0] = meta
 	}
@@ -58,7 +62,7 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, kind := range []byte{sectionMeta, sectionCampaigns, sectionDedup} {
+	for i, kind := range kinds {
 		if err := w.Section(kind, func(wr io.Writer) error { _, err := wr.Write(sections[i]); return err }); err != nil {
 			t.Fatal(err)
 		}
@@ -69,8 +73,8 @@ func snapshotWith(t *testing.T, meta, campaigns []byte) string {
 	return dir
 }
 
-// campaignEntry encodes one campaign as appendCampaigns does (version 3,
-// no end, key tail "t", no duplicates, no reach, no ads), with a counter
+// campaignEntry encodes one campaign as appendCampaigns does (version 4,
+// no end, key tail "t", no duplicates, no reach, no ads, no caps), with a counter
 // of counterSize bytes (0: an empty counter's encoding).
 func campaignEntry(idx uint64, id string, counterSize int) []byte {
 	return campaignEntryOf(snapshotVersion, idx, id, counterSize)
@@ -112,6 +116,9 @@ func campaignEntryOf(version byte, idx uint64, id string, counterSize int) []byt
 		o, _ := other.AppendBinary(nil)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(o)))
 		b = append(b, o...)
+	}
+	if version >= 4 {
+		b = append(b, 0) // no frequency caps
 	}
 	return b
 }
@@ -201,16 +208,17 @@ func TestRestoreMetaSection(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		meta      []byte
-		campaigns []byte // nil: the tracker's own, of version 3
+		campaigns []byte // nil: the tracker's own, of version 4
 		want      string
 	}{
 		{"keyed", keyed, v1, ""},
 		{"time only", taken, v1, ""},
 		{"version 2", append(append([]byte{}, keyed...), 2), campaignsSection(campaignEntryOf(2, 0, "seed", 0)), ""},
-		{"version 3", append(append([]byte{}, keyed...), 3), nil, ""},
+		{"version 3", append(append([]byte{}, keyed...), 3), campaignsSection(campaignEntryOf(3, 0, "seed", 0)), ""},
+		{"version 4", append(append([]byte{}, keyed...), 4), nil, ""},
 		{"9 bytes", append(append([]byte{}, taken...), 1), nil, "meta section of 9 bytes"},
 		{"version 0", append(append([]byte{}, keyed...), 0), nil, "version 0"},
-		{"version 4", append(append([]byte{}, keyed...), 4), nil, "written by a newer version"},
+		{"version 5", append(append([]byte{}, keyed...), 5), nil, "written by a newer version"},
 		{"26 bytes", append(append([]byte{}, keyed...), 2, 0), nil, "meta section of 26 bytes"},
 		{"empty", []byte{}, nil, "meta section of 0 bytes"},
 	} {

@@ -46,6 +46,12 @@ type state interface {
 	// error fails the whole batch (no outcome is set then).
 	track(items []judged, now time.Time, out []Outcome) error
 
+	// frequency fills in the Count of every exposure of out[it.index]
+	// for each item: user's exposures to it.c in the window, at now. An
+	// item whose campaign was deleted since it was looked up gets
+	// ErrCampaignNotFound instead.
+	frequency(items []frequencyItem, user []byte, now time.Time, out []FrequencyResult) error
+
 	// window reads c's counts, duplicates and reach in the windows ending
 	// with minute now.
 	window(c *Campaign, now int64) (Stats, error)

@@ -31,6 +31,9 @@ type Campaign struct {
 	// End, when not zero, is the last instant of the campaign: an
 	// impression whose event time is after it is refused (ErrAfterEnd).
 	End time.Time
+	// Caps are the campaign's frequency caps, at most MaxCaps, in the
+	// order they were given; nil for none. Never changed in place.
+	Caps []FrequencyCap
 
 	// The in-process state's own: the index log records name the
 	// campaign by, its counter, whether it was deleted, and the bytes
@@ -87,6 +90,8 @@ type Outcome struct {
 // end. Start and End are RFC 3339 text (see ParseTime).
 type CampaignSpec struct {
 	ID, Name, Start, End []byte
+	// Caps are the campaign's frequency caps (see checkCaps' rules).
+	Caps []CapSpec
 }
 
 // CampaignPatch is a request to change a campaign: a nil field is left as
@@ -103,6 +108,12 @@ type Options struct {
 	// Open keys it with the data directory's secret (Deduper.SetSecret)
 	// before restoring into it.
 	Dedup sketch.Deduper
+
+	// Frequency counts the exposures frequency caps are checked against,
+	// in this process: sketch.NewFrequencySketch (fixed memory, may only
+	// overestimate) or sketch.NewFrequencyExact. By default an exact one.
+	// Unused with Redis.
+	Frequency sketch.Frequency
 
 	// Redis, when set, keeps campaigns, dedup and counters in a shared
 	// Redis instead of this process: any number of trackers on one Redis
