@@ -34,7 +34,9 @@ type FrequencyExact struct {
 }
 
 func NewFrequencyExact() *FrequencyExact { return &FrequencyExact{m: map[uint64][]int64{}} }
-func NewFrequencySketch(capacity int) *FrequencyExact { return NewFrequencyExact() }
+type FrequencySketch struct{ FrequencyExact }
+
+func NewFrequencySketch(capacity int) *FrequencySketch { return &FrequencySketch{*NewFrequencyExact()} }
 
 func (f *FrequencyExact) Add(key uint64, at time.Time) {
 	f.mu.Lock()

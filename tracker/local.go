@@ -543,5 +543,7 @@ func (l *local) writeMetrics(w io.Writer, help func(name, typ, text string)) {
 		help("impressiond_dedup_overfill_total", "counter", "Pairs added to a bloom sub-filter past its design load: each raises the false-positive rate.")
 		fmt.Fprintf(w, "impressiond_dedup_overfill_total %d\n", st.Overfills)
 	}
+	help("impressiond_frequency_bytes", "gauge", "Memory held by the exposures frequency caps are checked against (fixed for the bloom-mode sketch, an estimate for exact).")
+	fmt.Fprintf(w, "impressiond_frequency_bytes %d\n", l.freq.Bytes())
 	l.writeStoreMetrics(w, help)
 }

@@ -31,6 +31,7 @@ type config struct {
 	dedupCapacity     int
 	dedupFP           float64
 	dedupMaxPairs     int
+	freqCapacity      int
 	maxBody           int
 	maxBodyMemory     int
 	maxSkew           time.Duration
@@ -74,6 +75,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.dedupCapacity, "dedup-capacity", 10_000_000, "expected distinct pairs per TTL (sizes the Bloom filters)")
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
 	fs.IntVar(&c.dedupMaxPairs, "dedup-max-pairs", defaultMaxPairs, "most distinct pairs the exact dedup window holds (about 106 bytes each with UUID user ids); new pairs beyond it get 503 with Retry-After (ignored in bloom mode and with -store redis://)")
+	fs.IntVar(&c.freqCapacity, "frequency-capacity", 1_000_000, "expected distinct (campaign, user) pairs exposed per day, spread over it: sizes the fixed-memory count-min sketch frequency caps are checked against in bloom mode (its memory is logged at start-up; counts may only be overestimated, more often beyond it); ignored with -dedup exact, which counts exactly, and with -store redis://")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.IntVar(&c.maxBodyMemory, "max-body-memory", 128<<20, "most memory in bytes the request bodies being read hold, all together (plus at most 8 KiB read ahead per connection); a request whose body does not fit gets 503 and its connection closed. At least -max-body")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")
@@ -172,6 +174,8 @@ func (c *config) validate() error {
 		return bad("dedup-fp", c.dedupFP, "must be in [1e-12, 1)")
 	case c.dedupMaxPairs < 1:
 		return bad("dedup-max-pairs", c.dedupMaxPairs, "must be positive")
+	case c.freqCapacity < 1:
+		return bad("frequency-capacity", c.freqCapacity, "must be positive")
 	case c.maxBody < 1:
 		return bad("max-body", c.maxBody, "must be positive")
 	case c.maxBodyMemory < c.maxBody:

@@ -227,6 +227,44 @@ func TestDurability(t *testing.T) {
 		}
 	})
 
+	for _, mode := range []string{"bloom", "exact"} {
+		t.Run("frequency caps survive kill -9 and SIGTERM/"+mode, func(t *testing.T) {
+			dir := t.TempDir()
+			args := []string{"-dedup", mode, "-data-dir", dir, "-fsync-interval", "0", "-frequency-capacity", "10000"}
+			a := startProc(t, bin, args...)
+			a.mustCall("POST", "/api/v1/campaigns", `{"id":"f","name":"F","frequency_caps":[{"max":5,"window":"24h"}]}`, 201)
+			a.mustCall("POST", "/api/v1/campaigns", `{"id":"g","name":"G"}`, 201)
+			a.mustCall("PUT", "/api/v1/campaigns/g/frequency-caps", `[{"max":2,"window":"168h"}]`, 200)
+			for range 3 { // one counted, two duplicates: three exposures
+				a.mustCall("POST", "/api/v1/impressions", impression("f", "u", time.Time{}), 200)
+			}
+			a.mustCall("POST", "/api/v1/impressions", impression("g", "u", time.Time{}), 200)
+			// Windows of a day and a week: a minute passing during the
+			// test moves no exposure out of them.
+			const check = `{"user_id":"u","campaign_ids":["f","g"]}`
+			want := `{"user_id":"u","campaigns":[{"campaign_id":"f","allowed":true,"exposures":[{"window":"24h","count":3,"max":5}]},{"campaign_id":"g","allowed":true,"exposures":[{"window":"168h","count":1,"max":2}]}]}`
+			if got := a.mustCall("POST", "/api/v1/frequency", check, 200); got != want {
+				t.Fatalf("check: %s, want %s", got, want)
+			}
+			a.stop(syscall.SIGKILL)
+			b := startProc(t, bin, args...)
+			b.waitLog("state restored")
+			if got := b.mustCall("POST", "/api/v1/frequency", check, 200); got != want {
+				t.Fatalf("after kill -9: %s, want %s", got, want)
+			}
+			b.mustCall("POST", "/api/v1/impressions", impression("g", "u", time.Time{}), 200)
+			if err := b.stop(syscall.SIGTERM); err != nil {
+				t.Fatalf("exit after SIGTERM: %v\n%s", err, b.logText())
+			}
+			c := startProc(t, bin, args...)
+			c.waitLog("state restored")
+			want = strings.Replace(want, `"allowed":true,"exposures":[{"window":"168h","count":1`, `"allowed":false,"exposures":[{"window":"168h","count":2`, 1)
+			if got := c.mustCall("POST", "/api/v1/frequency", check, 200); got != want {
+				t.Fatalf("after SIGTERM: %s, want %s", got, want)
+			}
+		})
+	}
+
 	t.Run("kill -9 after a campaign 201", func(t *testing.T) {
 		dir := t.TempDir()
 		a := startProc(t, bin, "-data-dir", dir)

@@ -64,6 +64,7 @@ func run(cfg *config, log *slog.Logger) error {
 		FalsePositiveRate: cfg.dedupFP,
 	}
 	var dedup sketch.Deduper
+	var freq sketch.Frequency
 	var shared *redisstore.Store
 	var err error
 	if cfg.store == "memory" {
@@ -71,6 +72,12 @@ func run(cfg *config, log *slog.Logger) error {
 		o.MaxPairs = cfg.dedupMaxPairs // Redis's sets are bounded by Redis
 		if dedup, err = sketch.New(cfg.dedup, o); err != nil {
 			return err
+		}
+		// Exact dedup counts exposures exactly too; bloom in fixed memory.
+		if cfg.dedup == "exact" {
+			freq = sketch.NewFrequencyExact()
+		} else {
+			freq = sketch.NewFrequencySketch(cfg.freqCapacity)
 		}
 	} else {
 		shared, err = redisstore.Open(redisstore.Options{URL: cfg.store, Timeout: cfg.redisTimeout, Mode: cfg.dedup, Dedup: dedupOpts})
@@ -81,6 +88,7 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 	core, err := tracker.Open(tracker.Options{
 		Dedup:             dedup,
+		Frequency:         freq,
 		Redis:             shared,
 		MaxSkew:           cfg.maxSkew,
 		MaxCampaigns:      cfg.maxCampaigns,
@@ -144,6 +152,13 @@ func run(cfg *config, log *slog.Logger) error {
 	if b, ok := dedup.(*sketch.Bloom); ok {
 		attrs = append(attrs, "dedup_bytes", b.Bytes(), "dedup_memory", fmt.Sprintf("%.1fMiB", float64(b.Bytes())/(1<<20)),
 			"bloom_filters", fmt.Sprintf("%d shards x %d sub-filters of %d pairs x %d bits, k=%d", b.Shards(), b.Pool().Slots, b.Pool().Load, b.FilterBits(), b.HashCount()))
+	}
+	switch f := freq.(type) {
+	case *sketch.FrequencySketch:
+		attrs = append(attrs, "frequency", "count-min sketch", "frequency_capacity", cfg.freqCapacity,
+			"frequency_bytes", f.Bytes(), "frequency_memory", fmt.Sprintf("%.1fMiB", float64(f.Bytes())/(1<<20)))
+	case *sketch.FrequencyExact:
+		attrs = append(attrs, "frequency", "exact")
 	}
 	log.Info("impressiond starting", attrs...)
 	logRestore(log, cfg, core.Restored())
