@@ -49,6 +49,13 @@ type attackConfig struct {
 	steady     int
 	steadyOver time.Duration
 	fp         float64
+
+	// Frequency workload (-workload frequency), see frequency.go.
+	workload       string
+	candidates     int
+	unknown        int
+	exposed        float64
+	campaignFields string // more fields of each created campaign, after a comma
 }
 
 func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
@@ -77,11 +84,15 @@ func parseAttackFlags(args []string, stderr io.Writer) (*attackConfig, error) {
 	fs.IntVar(&c.steady, "steady", 0, "fresh pairs sent at an even rate over -steady-over before the first burst")
 	fs.DurationVar(&c.steadyOver, "steady-over", time.Minute, "how long the -steady pairs are spread over; the first burst starts when it ends")
 	fs.Float64Var(&c.fp, "fp", 0.001, "the server's -dedup-fp: a burst may lose at most this share of its pairs (the \"allowed\" column)")
+	c.frequencyFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
 		return nil, errUsage
+	}
+	if err := c.checkFrequency(fs); err != nil {
+		return nil, err
 	}
 	switch {
 	case c.campaigns < 1:
@@ -115,6 +126,9 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.burst > 0 {
 		return runBursts(cfg, stdout, stderr)
+	}
+	if cfg.workload == workloadFrequency {
+		return runFrequency(cfg, stdout, stderr)
 	}
 	start := time.Now()
 	ids, err := createCampaigns(cfg, start)
@@ -157,7 +171,7 @@ func createCampaigns(cfg *attackConfig, start time.Time) ([]string, error) {
 	startTime := start.Add(-cfg.spread - time.Hour).UTC().Format(time.RFC3339)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("lt%d-%d-%d", start.Unix(), cfg.seed, i)
-		body := fmt.Sprintf(`{"id":%q,"name":"loadtest %d","start_time":%q}`, ids[i], i, startTime)
+		body := fmt.Sprintf(`{"id":%q,"name":"loadtest %d","start_time":%q%s}`, ids[i], i, startTime, cfg.campaignFields)
 		resp, err := http.Post(cfg.target+"/api/v1/campaigns", "application/json", strings.NewReader(body))
 		if err != nil {
 			return nil, fmt.Errorf("cannot create campaign %s: %w", ids[i], err)
@@ -191,6 +205,11 @@ type phase struct {
 	title    string        // of the latency plot
 	results  string        // file names in -out
 	plot     string
+	// check, when set, books every result instead of record and tells
+	// whether it passed. The body of one that passed is then dropped, so
+	// that large answers stay out of the results file and failures in it.
+	check    func(*vegeta.Result) bool
+	bodySize int // largest request body, when above a batch's
 }
 
 // timedPhase is the classic attack: the workload at -rate for -duration.
@@ -237,7 +256,7 @@ func attack(cfg *attackConfig, ph phase, stderr io.Writer) (*attackResult, error
 		MaxConnsPerHost:     cfg.conns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-		WriteBufferSize:     max(4<<10, cfg.batch*128),
+		WriteBufferSize:     max(4<<10, cfg.batch*128, ph.bodySize),
 		ReadBufferSize:      16 << 10,
 	}
 	defer transport.CloseIdleConnections()
@@ -269,19 +288,26 @@ func attack(cfg *attackConfig, ph phase, stderr io.Writer) (*attackResult, error
 	for r := range atk.Attack(ph.tr, ph.pacer, ph.duration, "impressiond") {
 		sent.Add(1)
 		res.metrics.Add(r)
+		switch {
+		case ph.check != nil:
+			if ph.check(r) {
+				r.Body = nil
+			} else {
+				failed.Add(1)
+			}
+		case r.Code != http.StatusOK:
+			failed.Add(1)
+		default:
+			if err := res.record(r, cfg.batch); err != nil {
+				res.badBodies++
+				failed.Add(1)
+			}
+		}
 		if err := enc.Encode(r); err != nil {
 			cancel()
 			return nil, fmt.Errorf("cannot write %s: %w", resultsPath, err)
 		}
 		p.Add(r)
-		if r.Code != http.StatusOK {
-			failed.Add(1)
-			continue
-		}
-		if err := res.record(r, cfg.batch); err != nil {
-			res.badBodies++
-			failed.Add(1)
-		}
 	}
 	res.metrics.Close()
 	cancel()

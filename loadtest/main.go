@@ -3,6 +3,8 @@
 // of its dedup modes.
 //
 //	loadtest attack [flags]   attack a running impressiond over HTTP (vegeta)
+//	loadtest attack -workload frequency [flags]
+//	                          ask it for frequency caps and check every answer
 //	loadtest memory [flags]   fill each dedup mode in-process and report memory and accuracy
 //
 // Run "loadtest <command> -h" for a command's flags.
@@ -57,6 +59,7 @@ var errUsage = errors.New("usage error")
 func usage() {
 	fmt.Fprint(os.Stderr, `Usage:
   loadtest attack [flags]   attack a running impressiond over HTTP and report throughput, latency and accuracy
+                            (-workload frequency: POST /api/v1/frequency, every answer checked against a warm-up)
   loadtest memory [flags]   fill each dedup mode in-process and report memory and false-positive rate
   loadtest pin [flags]      pin a running impressiond's memory or connections (docs/SECURITY.md) and report RSS and /healthz latency
 
