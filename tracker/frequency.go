@@ -155,6 +155,9 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 	}
 	now := t.now()
 	items := make([]frequencyItem, 0, len(ids))
+	// One array holds every answer's exposures: a check of 1,000
+	// campaigns allocates a handful of times, not a thousand.
+	var exposures []Exposure
 	for i, id := range ids {
 		c, err := t.st.campaign(id)
 		if err != nil {
@@ -170,10 +173,14 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 			out[i].Exposures = []Exposure{}
 			continue
 		}
-		out[i].Exposures = make([]Exposure, len(c.Caps))
-		for j, cp := range c.Caps {
-			out[i].Exposures[j] = Exposure{Window: cp.Window, Max: cp.Max}
+		if cap(exposures)-len(exposures) < len(c.Caps) {
+			exposures = make([]Exposure, 0, max(MaxCaps*(len(ids)-i), len(c.Caps)))
 		}
+		n := len(exposures)
+		for _, cp := range c.Caps {
+			exposures = append(exposures, Exposure{Window: cp.Window, Max: cp.Max})
+		}
+		out[i].Exposures = exposures[n:len(exposures):len(exposures)]
 		items = append(items, frequencyItem{c: c, index: i})
 	}
 	if len(items) == 0 {
