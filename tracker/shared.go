@@ -28,7 +28,9 @@ import (
 // ErrCampaignNotFound; after the new end: ErrAfterEnd) and retries. So
 // every impression tracked after a change or deletion returned, on any
 // instance, is judged by the new definition. Reads (Campaign, Stats,
-// Series, History) read the campaign from Redis (fresh).
+// Series, History) read the campaign from Redis (fresh). A frequency
+// check reads each campaign's version with its exposures, and answers
+// one that changed by the campaign as it is now (see frequency).
 type shared struct {
 	remote *redisstore.Store
 	cache  remoteCampaigns // campaigns read from Redis
@@ -168,7 +170,30 @@ func (s *shared) judgeEnd(c *Campaign, at time.Time) (*Campaign, error) {
 }
 
 func fromRemote(rc redisstore.Campaign) *Campaign {
-	return &Campaign{ID: rc.ID, Name: rc.Name, Start: rc.Start, End: rc.End, ref: redisstore.Ref(rc.ID, rc.Gen, rc.Ver)}
+	return &Campaign{ID: rc.ID, Name: rc.Name, Start: rc.Start, End: rc.End, Caps: capsFromRemote(rc.Caps), ref: redisstore.Ref(rc.ID, rc.Gen, rc.Ver)}
+}
+
+// toRemote is the definition of c that Redis keeps.
+func toRemote(c *Campaign) redisstore.Campaign {
+	rc := redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End}
+	if len(c.Caps) > 0 {
+		rc.Caps = make([]redisstore.Cap, len(c.Caps))
+		for i, cp := range c.Caps {
+			rc.Caps[i] = redisstore.Cap{Max: cp.Max, Window: cp.Window}
+		}
+	}
+	return rc
+}
+
+func capsFromRemote(rcs []redisstore.Cap) []FrequencyCap {
+	if len(rcs) == 0 {
+		return nil
+	}
+	caps := make([]FrequencyCap, len(rcs))
+	for i, cp := range rcs {
+		caps[i] = FrequencyCap{Max: cp.Max, Window: cp.Window}
+	}
+	return caps
 }
 
 // refOf is the Ref a track of c is checked against.
@@ -180,7 +205,7 @@ func refOf(c *Campaign) string {
 }
 
 func (s *shared) create(c *Campaign, max int) error {
-	rc, err := s.remote.CreateCampaign(redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End}, max)
+	rc, err := s.remote.CreateCampaign(toRemote(c), max)
 	switch {
 	case err == nil:
 		c.ref = redisstore.Ref(rc.ID, rc.Gen, rc.Ver)
@@ -205,7 +230,7 @@ func (s *shared) update(id []byte, change func(*Campaign) (*Campaign, error)) (*
 			changeErr = err
 			return old, err
 		}
-		return redisstore.Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End}, nil
+		return toRemote(c), nil
 	})
 	switch {
 	case changeErr != nil:
@@ -282,7 +307,7 @@ func (s *shared) page(prefix, after string, limit int) ([]Campaign, bool, error)
 	p, more := pageOf(all, func(c redisstore.Campaign) string { return c.ID }, prefix, after, limit)
 	out := make([]Campaign, len(p))
 	for i, c := range p {
-		out[i] = Campaign{ID: c.ID, Name: c.Name, Start: c.Start}
+		out[i] = Campaign{ID: c.ID, Name: c.Name, Start: c.Start, End: c.End, Caps: capsFromRemote(c.Caps)}
 	}
 	return out, more, nil
 }

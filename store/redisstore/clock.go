@@ -58,8 +58,9 @@ end
 // is the shared clock in Unix µs, or empty to read Redis's TIME; ARGV[2]
 // the clock offset in µs; ARGV[3] the slice in µs; ARGV[4] the slice the
 // caller built its keys for; ARGV[5] K. sliceTTL returns the milliseconds
-// the newest generation has left in the window, or nil, the slice and the
-// clock when the caller's guess is wrong.
+// the newest generation has left in the window (or nil when the caller's
+// guess is wrong), the slice and the clock; the prelude leaves them in
+// ttl, epoch and clock, for the script proper.
 const clockPrelude = sharedClockLua + `
 local function sliceTTL()
   local now = sharedClock(ARGV[1], ARGV[2])
@@ -67,7 +68,7 @@ local function sliceTTL()
   local e = math.floor(now / s)
   if e * s > now then e = e - 1 elseif (e + 1) * s <= now then e = e + 1 end
   if e ~= tonumber(ARGV[4]) then return nil, e, now end
-  return math.ceil(((e + tonumber(ARGV[5]) + 1) * s - now) / 1000)
+  return math.ceil(((e + tonumber(ARGV[5]) + 1) * s - now) / 1000), e, now
 end
 local ttl, epoch, clock = sliceTTL()
 if not ttl then return redis.error_reply(string.format('EPOCH %d %d', epoch, clock)) end

@@ -16,8 +16,11 @@ import (
 // A campaign can be changed (name, end) and deleted while any number of
 // instances cache it. Two records describe it:
 //
-//	imp:campaigns  field id → "v2 <start> <end> <gen> <ver> <name>" (end "-"
-//	               for none); the list, the limit, and what instances read
+//	imp:campaigns  field id → "v3 <start> <end> <gen> <ver> <caps> <name>"
+//	               (end "-" for none; caps "<max>:<window ns>,...", see
+//	               formatMeta), or the same without caps as "v2 <start>
+//	               <end> <gen> <ver> <name>"; the list, the limit, and
+//	               what instances read
 //	imp:{id}:def   "<gen> <ver>": the definition's version, in the
 //	               campaign's own hash slot
 //
@@ -88,45 +91,89 @@ func isStale(err error) bool {
 	return ok && re.Error() == "STALE"
 }
 
-// formatMeta is a campaign's record in imp:campaigns.
+// formatMeta is a campaign's record in imp:campaigns: v3 with its caps,
+// each "<max>:<window in ns>", joined by commas; v2, the record of the
+// version before caps, when it has none, so that instances of that
+// version still read every campaign without caps.
 func formatMeta(c Campaign) string {
 	end := "-"
 	if !c.End.IsZero() {
 		end = strconv.FormatInt(c.End.UnixNano(), 10)
 	}
-	return "v2 " + strconv.FormatInt(c.Start.UnixNano(), 10) + " " + end + " " +
-		strconv.FormatInt(c.Gen, 10) + " " + strconv.FormatInt(c.Ver, 10) + " " + c.Name
+	head := strconv.FormatInt(c.Start.UnixNano(), 10) + " " + end + " " +
+		strconv.FormatInt(c.Gen, 10) + " " + strconv.FormatInt(c.Ver, 10) + " "
+	if len(c.Caps) == 0 {
+		return "v2 " + head + c.Name
+	}
+	var caps []byte
+	for i, cp := range c.Caps {
+		if i > 0 {
+			caps = append(caps, ',')
+		}
+		caps = strconv.AppendUint(caps, cp.Max, 10)
+		caps = append(caps, ':')
+		caps = strconv.AppendInt(caps, int64(cp.Window), 10)
+	}
+	return "v3 " + head + string(caps) + " " + c.Name
+}
+
+// parseCaps reads the caps of a v3 record.
+func parseCaps(v string) ([]Cap, bool) {
+	var caps []Cap
+	for _, f := range strings.Split(v, ",") {
+		m, w, ok := strings.Cut(f, ":")
+		max, err1 := strconv.ParseUint(m, 10, 64)
+		ns, err2 := strconv.ParseInt(w, 10, 64)
+		if !ok || err1 != nil || err2 != nil || max == 0 || ns <= 0 {
+			return nil, false
+		}
+		caps = append(caps, Cap{Max: max, Window: time.Duration(ns)})
+	}
+	return caps, true
 }
 
 func parseMeta(id, v string) (Campaign, error) {
 	bad := fmt.Errorf("redisstore: campaign %q: malformed record %q", id, v)
-	if rest, ok := strings.CutPrefix(v, "v2 "); ok {
-		f := strings.SplitN(rest, " ", 5)
-		if len(f) != 5 {
+	var f []string // start, end, gen, ver, name
+	var caps []Cap
+	switch {
+	case strings.HasPrefix(v, "v3 "):
+		f = strings.SplitN(v[3:], " ", 6)
+		ok := len(f) == 6
+		if ok {
+			caps, ok = parseCaps(f[4])
+		}
+		if !ok {
 			return Campaign{}, bad
 		}
-		start, err1 := strconv.ParseInt(f[0], 10, 64)
-		gen, err2 := strconv.ParseInt(f[2], 10, 64)
-		ver, err3 := strconv.ParseInt(f[3], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
+		f = append(f[:4], f[5])
+	case strings.HasPrefix(v, "v2 "):
+		if f = strings.SplitN(v[3:], " ", 5); len(f) != 5 {
 			return Campaign{}, bad
 		}
-		c := Campaign{ID: id, Name: f[4], Start: time.Unix(0, start).UTC(), Gen: gen, Ver: ver}
-		if f[1] != "-" {
-			end, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				return Campaign{}, bad
-			}
-			c.End = time.Unix(0, end).UTC()
+	default: // "<start> <name>"
+		start, name, ok := strings.Cut(v, " ")
+		ns, err := strconv.ParseInt(start, 10, 64)
+		if !ok || err != nil {
+			return Campaign{}, bad
 		}
-		return c, nil
+		return Campaign{ID: id, Name: name, Start: time.Unix(0, ns).UTC()}, nil
 	}
-	start, name, ok := strings.Cut(v, " ")
-	ns, err := strconv.ParseInt(start, 10, 64)
-	if !ok || err != nil {
+	start, err1 := strconv.ParseInt(f[0], 10, 64)
+	gen, err2 := strconv.ParseInt(f[2], 10, 64)
+	ver, err3 := strconv.ParseInt(f[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return Campaign{}, bad
 	}
-	return Campaign{ID: id, Name: name, Start: time.Unix(0, ns).UTC()}, nil
+	c := Campaign{ID: id, Name: f[4], Start: time.Unix(0, start).UTC(), Gen: gen, Ver: ver, Caps: caps}
+	if f[1] != "-" {
+		end, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return Campaign{}, bad
+		}
+		c.End = time.Unix(0, end).UTC()
+	}
+	return c, nil
 }
 
 // claimScript writes the def key of a new generation unless a live

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,6 +37,12 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 	if _, total, _ := s.Minutes("old", 1, 1); total != 1 {
 		t.Fatalf("an earlier campaign's keys keep their names: total %d", total)
 	}
+	if got := frequency(t, s, "u", query(v0, time.Hour)); got[0][0] != 1 {
+		t.Fatalf("exposures of an earlier campaign: %v, want [[1]]", got)
+	}
+	if keys := redisKeys(t, s, "imp:{old}:fq:*"); len(keys) != 1 {
+		t.Fatalf("an earlier campaign's exposure keys: %v, want one, unprefixed", keys)
+	}
 	n, ok, err := s.UpdateCampaign("old", func(c Campaign) (Campaign, error) { c.Name = "New"; return c, nil })
 	if err != nil || !ok || n.Ver != 1 || n.Name != "New" {
 		t.Fatalf("UpdateCampaign = %+v, %v, %v", n, ok, err)
@@ -55,6 +62,9 @@ func TestEarlierCampaignLifecycle(t *testing.T) {
 	}
 	if _, total, _ := s.Minutes("old", 1, 1); total != 0 {
 		t.Fatalf("after delete: total %d", total)
+	}
+	if keys := redisKeys(t, s, "imp:{old}:fq:*"); len(keys) != 0 {
+		t.Fatalf("exposure keys after delete: %v", keys)
 	}
 	c, err = s.CreateCampaign(Campaign{ID: "old", Name: "Again"}, 10)
 	if err != nil || c.Gen == 0 {
@@ -82,5 +92,44 @@ func TestDeleteOnCluster(t *testing.T) {
 	}
 	if _, total, _ := s.Minutes(ref, 1, 1); total != 0 {
 		t.Fatalf("after delete: total %d", total)
+	}
+}
+
+// TestMetaRecords: a campaign's record keeps its caps (v3), is the v2
+// record of the version before caps when it has none (which that version
+// reads), and records of every earlier version still read; malformed ones
+// are refused.
+func TestMetaRecords(t *testing.T) {
+	start := time.Unix(1767225600, 5).UTC()
+	end := start.Add(48 * time.Hour)
+	caps := []Cap{{3, time.Hour}, {10, 24 * time.Hour}, {4294967295, 90*time.Minute + 1}}
+	for _, tc := range []struct {
+		c      Campaign
+		record string
+	}{
+		{Campaign{ID: "a", Name: "A b", Start: start, End: end, Gen: 7, Ver: 2, Caps: caps},
+			"v3 1767225600000000005 1767398400000000005 7 2 3:3600000000000,10:86400000000000,4294967295:5400000000001 A b"},
+		{Campaign{ID: "a", Name: "A", Start: start, Gen: 7, Caps: caps[:1]}, "v3 1767225600000000005 - 7 0 3:3600000000000 A"},
+		{Campaign{ID: "a", Name: "A  b", Start: start, Gen: 7, Ver: 1}, "v2 1767225600000000005 - 7 1 A  b"},
+		{Campaign{ID: "a", Name: "", Start: start, Gen: 7, Ver: 1, Caps: caps[:1]}, "v3 1767225600000000005 - 7 1 3:3600000000000 "},
+	} {
+		if got := formatMeta(tc.c); got != tc.record {
+			t.Errorf("formatMeta(%+v) = %q, want %q", tc.c, got, tc.record)
+		}
+		got, err := parseMeta("a", tc.record)
+		if err != nil || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.c) {
+			t.Errorf("parseMeta(%q) = %+v, %v; want %+v", tc.record, got, err, tc.c)
+		}
+	}
+	if c, err := parseMeta("a", "1767225600000000000 Old name"); err != nil || c.Name != "Old name" || c.Caps != nil || c.Gen != 0 {
+		t.Errorf("an earlier version's record: %+v, %v", c, err)
+	}
+	for _, bad := range []string{
+		"v3 1 - 7 0 A", "v3 1 - 7 0  A", "v3 1 - 7 0 3 A", "v3 1 - 7 0 3:x A", "v3 1 - 7 0 0:60000000000 A",
+		"v3 1 - 7 0 3:0 A", "v3 1 - 7 0 3:-5 A", "v3 1 - 7 0 3:60000000000, A", "v2 1 - 7", "v3 x - 7 0 3:60000000000 A",
+	} {
+		if c, err := parseMeta("a", bad); err == nil {
+			t.Errorf("parseMeta(%q) = %+v, want an error", bad, c)
+		}
 	}
 }

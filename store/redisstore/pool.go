@@ -134,15 +134,17 @@ end
 // as a duplicate), 1 for a counted pair, 2 for a counted pair added to a
 // full pool.
 // Every user, counted or not, is added to the campaign's reach (the keys
-// and arguments of reachLua, after the ones above).
+// and arguments of reachLua, after the ones above), and the item is an
+// exposure of its pair (freqLua's, before reachLua's).
 //
 // A sub-filter is created at its full size with SET, not grown by its
 // first SETBIT: Redis grows a string to twice what it needs below 1 MB,
 // which would double the memory of every filter.
-var bloomOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + poolLua + countsLua + `
+var bloomOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + freqLua + poolLua + countsLua + `
 local ttl, slice = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = sharedClock(ARGV[1], ARGV[2])
 reach(rby)
+expose(now)
 local p = loadPool(7, 8, ttl, now)
 for _, i in ipairs(p.order) do
   local key, all = KEYS[8 + i], true
@@ -176,8 +178,9 @@ return 1 + p.full`)
 // repeat (counted as a duplicate of its minute), then the number of pairs
 // added to a full pool.
 // Every user, counted or not, is added to the campaign's reach (the keys
-// and arguments of reachLua, after the ones above).
-var bloomScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + poolLua + countsLua + `
+// and arguments of reachLua, after the ones above), and every item is an
+// exposure of its pair (freqLua's, before reachLua's).
+var bloomScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + freqLua + poolLua + countsLua + `
 local ttl, slice, load, bytes = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nm, k = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = sharedClock(ARGV[1], ARGV[2])
@@ -226,6 +229,7 @@ for dk, n in pairs(dper) do
   redis.call('EXPIRE', KEYS[dk], ARGV[7])
 end
 reach(rby)
+expose(now)
 out[i + 1] = p.full
 return out`)
 
@@ -278,17 +282,20 @@ func (s *Store) trackBloomOne(c rueidis.Client, it *Item) (bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	id, t, want := parseRef(it.Campaign)
-	var keyBuf [8 + maxPoolSlots]string
-	var argBuf [8 + 4*64]string
+	var keyBuf [9 + maxPoolSlots]string
+	var argBuf [10 + 4*64]string
 	minute := strconv.FormatInt(it.Minute, 10)
 	hour, day := hourDayKeys(t, it.Minute)
 	keys := s.appendPool(append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day), t)
 	args := s.poolArgs(argBuf[:0], s.clockArg())
 	var pos [64]uint64
-	sketch.Positions(s.keys().Key([]byte(id), it.User), s.pool.Bits, pos[:s.pool.Hashes])
+	key := s.keys().Key([]byte(id), it.User)
+	sketch.Positions(key, s.pool.Bits, pos[:s.pool.Hashes])
 	for _, p := range pos[:s.pool.Hashes] {
 		args = append(args, "SET", "u1", strconv.FormatUint(p, 10), "1")
 	}
+	los := [1]uint64{key.Lo}
+	keys, args = appendFreq(keys, args, t, los[:])
 	keys, args = s.appendAds(keys, args, t, []int64{it.Minute}, func(yield func(int, []byte)) { yield(0, it.Ad) })
 	keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival, "0", string(it.User))
 	keys, args = append(keys, defKey(id)), append(args, want)
@@ -317,15 +324,19 @@ func (s *Store) bloomExec(items []Item, idx []int, clockArg string) rueidis.LuaE
 	args := append(s.poolArgs(nil, clockArg), strconv.Itoa(len(minutes)), strconv.Itoa(int(s.pool.Hashes)))
 	var pos [64]uint64
 	pairs := make([]string, 0, 2*len(idx))
+	los := make([]uint64, len(idx))
 	for j, i := range idx {
 		mi := strconv.Itoa(itemMinute[j])
 		pairs = append(pairs, mi, string(items[i].User))
 		args = append(args, mi)
-		sketch.Positions(s.keys().Key([]byte(c), items[i].User), s.pool.Bits, pos[:s.pool.Hashes])
+		key := s.keys().Key([]byte(c), items[i].User)
+		los[j] = key.Lo
+		sketch.Positions(key, s.pool.Bits, pos[:s.pool.Hashes])
 		for _, p := range pos[:s.pool.Hashes] {
 			args = append(args, strconv.FormatUint(p, 10))
 		}
 	}
+	keys, args = appendFreq(keys, args, t, los)
 	keys, args = s.appendAds(keys, args, t, minutes, itemAds(items, idx))
 	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival, pairs...)
 	return rueidis.LuaExec{Keys: append(keys, defKey(c)), Args: append(args, want)}

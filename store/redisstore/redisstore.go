@@ -31,10 +31,15 @@
 //	                         (see lifecycle.go); checked by every track
 //	                         script; counting keys of generation gen > 0
 //	                         are named imp:{id}:g<gen>:total and so on
-//	imp:campaigns            hash: campaign id → "v2 <start> <end> <gen>
-//	                         <ver> <name>" (earlier: "<start> <name>"); one
-//	                         key, so that creation checks the limit and the
-//	                         id atomically, on a cluster too
+//	imp:{id}:fq:<pair>       the exposures of one (campaign, user) pair, for
+//	                         frequency caps (see frequency.go); expires
+//	                         175 h after its last exposure
+//	imp:campaigns            hash: campaign id → "v3 <start> <end> <gen>
+//	                         <ver> <caps> <name>", or "v2 <start> <end>
+//	                         <gen> <ver> <name>" for a campaign without
+//	                         caps (earlier: "<start> <name>"); one key, so
+//	                         that creation checks the limit and the id
+//	                         atomically, on a cluster too
 //	imp:hashkey              the secret bloom-mode pair keys are hashed
 //	                         with (sketch.Hasher): 16 random bytes as 32 hex
 //	                         digits, set with NX by the first instance to
@@ -381,6 +386,15 @@ type Campaign struct {
 	// of its definition (see Ref). Both are 0 for a campaign of an earlier
 	// version.
 	Gen, Ver int64
+	// Caps are its frequency caps, in their order; none in a record of an
+	// earlier version (see formatMeta).
+	Caps []Cap
+}
+
+// Cap is a frequency cap: at most Max exposures of a user in any Window.
+type Cap struct {
+	Max    uint64
+	Window time.Duration
 }
 
 // createScript adds a campaign unless its id exists (0) or max campaigns

@@ -31,11 +31,12 @@ type Item struct {
 // key index (0-based) and its user id. It returns 1 for each counted
 // item, 0 for each repeat, which it counts as a duplicate of its minute.
 // Every user, counted or not, is added to the campaign's reach (the keys
-// and arguments of reachLua, after the ones above).
+// and arguments of reachLua, after the ones above), and every item is an
+// exposure of its pair (freqLua's, before reachLua's).
 // Each generation is asked about all items at once (SMISMEMBER), the new
 // ones are added with one SADD, and counts are added once per minute key:
 // a handful of commands per call, not one or two per item.
-var exactScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + clockPrelude + countsLua + `
+var exactScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + freqLua + clockPrelude + countsLua + `
 local nm = tonumber(ARGV[7])
 local g0 = 3 + 4 * nm
 local n = (#ARGV - 7) / 2
@@ -86,6 +87,7 @@ for dk, c in pairs(dper) do
   redis.call('EXPIRE', KEYS[dk], ARGV[6])
 end
 reach(byMinute)
+expose(clock)
 return out`)
 
 // exactOneScript is exactScript for one item, without its tables: the
@@ -95,9 +97,11 @@ return out`)
 // (clockPrelude), the minute keys' TTL in s, the user id. A repeat is
 // counted as a duplicate and returns at the first generation holding it.
 // Every user, counted or not, is added to the campaign's reach (the keys
-// and arguments of reachLua, after the ones above).
-var exactOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + clockPrelude + countsLua + `
+// and arguments of reachLua, after the ones above), and the item is an
+// exposure of its pair (freqLua's, before reachLua's).
+var exactOneScript = rueidis.NewLuaScript(checkLua + reachLua + adsLua + freqLua + clockPrelude + countsLua + `
 reach({[0] = {ARGV[7]}})
+expose(clock)
 for g = 7, #KEYS do
   if redis.call('SISMEMBER', KEYS[g], ARGV[7]) == 1 then
     if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
@@ -138,14 +142,16 @@ func (s *Store) trackOne(it *Item) (bool, error) {
 	defer cancel()
 	clockArg, e := s.guess()
 	id, t, want := parseRef(it.Campaign)
-	var keyBuf [8 + maxSlices]string
-	var argBuf [clockArgs + 3]string
+	var keyBuf [9 + maxSlices]string
+	var argBuf [clockArgs + 5]string
+	los := [1]uint64{s.pairLo(id, it.User)}
 	minute := strconv.FormatInt(it.Minute, 10)
 	hour, day := hourDayKeys(t, it.Minute)
 	for try := 1; ; try++ {
 		keys := append(keyBuf[:0], t+"total", t+"m:"+minute, t+"dtotal", t+"d:"+minute, hour, day)
 		keys = s.appendGenerations(keys, t, e)
 		args := append(s.clockArgv(argBuf[:0], clockArg, e), minuteTTLArg, string(it.User))
+		keys, args = appendFreq(keys, args, t, los[:])
 		keys, args = s.appendAds(keys, args, t, []int64{it.Minute}, func(yield func(int, []byte)) { yield(0, it.Ad) })
 		keys, args = appendReach(keys, args, t, []int64{it.Minute}, it.Arrival)
 		keys, args = append(keys, defKey(id)), append(args, want)
@@ -390,9 +396,12 @@ func (s *Store) exactExec(items []Item, idx []int, clockArg string, e int64) rue
 	keys, itemMinute, minutes := minuteKeys(items, idx, t)
 	keys = s.appendGenerations(keys, t, e)
 	args := append(s.clockArgv(nil, clockArg, e), minuteTTLArg, strconv.Itoa(len(minutes)))
+	los := make([]uint64, len(idx))
 	for j, i := range idx {
 		args = append(args, strconv.Itoa(itemMinute[j]), string(items[i].User))
+		los[j] = s.pairLo(id, items[i].User)
 	}
+	keys, args = appendFreq(keys, args, t, los)
 	keys, args = s.appendAds(keys, args, t, minutes, itemAds(items, idx))
 	keys, args = appendReach(keys, args, t, minutes, items[idx[0]].Arrival)
 	return rueidis.LuaExec{Keys: append(keys, defKey(id)), Args: append(args, want)}
