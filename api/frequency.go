@@ -56,6 +56,10 @@ func decodeCaps(v *fastjson.Value) ([]tracker.CapSpec, *apiError) {
 // setFrequencyCaps serves PUT /api/v1/campaigns/{id}/frequency-caps: the
 // body is the array of caps that replaces the campaign's (empty: none).
 func (s *Server) setFrequencyCaps(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding)) > 0 {
+		s.decodeBody(ctx, s.setFrequencyCaps, func(e *apiError) { writeError(ctx, e) })
+		return
+	}
 	var specs []tracker.CapSpec
 	p, ok := s.parseJSON(ctx, func(v *fastjson.Value) *apiError {
 		if v.Type() != fastjson.TypeArray {
@@ -127,6 +131,11 @@ var frequencyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 // candidate campaigns are still under their frequency caps, in request
 // order.
 func (s *Server) checkFrequency(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding)) > 0 {
+		// A check of 1,000 ids compresses well.
+		s.decodeBody(ctx, s.checkFrequency, func(e *apiError) { writeError(ctx, e) })
+		return
+	}
 	var req frequencyRequest
 	p, ok := s.parseJSON(ctx, req.decode)
 	defer s.parsers.Put(p)

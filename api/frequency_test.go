@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"strings"
 	"testing"
@@ -278,4 +280,28 @@ func TestFrequencyNeedsIngestToken(t *testing.T) {
 		t.Fatalf("unknown campaign: %s", r.body)
 	}
 	ts.do("PUT", "/api/v1/campaigns/c/frequency-caps", `[]`).want(t, 401)
+}
+
+// TestFrequencyCompressedBodies: the check and the caps take a gzip body,
+// and refuse a coding they do not know with 415, like the ingest routes.
+func TestFrequencyCompressedBodies(t *testing.T) {
+	ts := newTestServer(t, "exact")
+	createCapped(ts, "c", `[]`)
+	gz := func(s string) string {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write([]byte(s))
+		w.Close()
+		return b.String()
+	}
+	h := map[string]string{"Content-Encoding": "gzip"}
+	ts.doWith("PUT", "/api/v1/campaigns/c/frequency-caps", gz(`[{"max":1,"window":"1h"}]`), h).want(t, 200)
+	ts.track("c", "u")
+	r := ts.doWith("POST", "/api/v1/frequency", gz(`{"user_id":"u","campaign_ids":["c"]}`), h).want(t, 200)
+	if !strings.Contains(string(r.body), `"allowed":false,"exposures":[{"window":"1h","count":1,"max":1}]`) {
+		t.Fatalf("gzip check: %s", r.body)
+	}
+	bad := map[string]string{"Content-Encoding": "compress"}
+	ts.doWith("POST", "/api/v1/frequency", `{"user_id":"u","campaign_ids":["c"]}`, bad).want(t, 415)
+	ts.doWith("PUT", "/api/v1/campaigns/c/frequency-caps", `[]`, bad).want(t, 415)
 }

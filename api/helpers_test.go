@@ -183,7 +183,7 @@ func serveTest(t testing.TB, mode string, ln net.Listener, dial func() (net.Conn
 		// -race on a busy machine may wait seconds for a turn, and that is
 		// not what these tests measure (tests of the timeouts set theirs).
 		Options:     Options{MaxBodySize: 4 << 20, ReadTimeout: time.Minute, WriteTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		coreOptions: coreOptions{Dedup: dedup, MaxSkew: time.Minute, Now: clock.Now},
+		coreOptions: coreOptions{Dedup: dedup, Frequency: testFrequency(mode, 1000), MaxSkew: time.Minute, Now: clock.Now},
 	}
 	for _, f := range opts {
 		f(&o)
@@ -447,3 +447,12 @@ func serveUntilCleanup(t testing.TB, srv *Server, ln net.Listener) {
 // an empty one (a want literal leaves frequency_caps nil; the server
 // sends []).
 func sameJSON(a, b any) bool { return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b) }
+
+// testFrequency is the frequency window cmd/impressiond gives a server of
+// mode: bloom mode's sketch sized for capacity pairs a day.
+func testFrequency(mode string, capacity int) sketch.Frequency {
+	if mode == "bloom" {
+		return sketch.NewFrequencySketch(capacity)
+	}
+	return sketch.NewFrequencyExact()
+}

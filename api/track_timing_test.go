@@ -15,13 +15,18 @@ import (
 
 // newBenchServer returns a Server with one campaign and its handler, to be
 // called directly: the benchmark measures the handler, not the network.
+// benchFrequencyCapacity is cmd/impressiond's -frequency-capacity default.
+const benchFrequencyCapacity = 20_000
+
 func newBenchServer(b testing.TB, mode string, opts ...func(*testOptions)) (*Server, fasthttp.RequestHandler) {
 	b.Helper()
 	d, err := sketch.New(mode, sketch.Options{TTL: time.Hour, Slices: 6, Capacity: 10_000_000, FalsePositiveRate: 0.001})
 	if err != nil {
 		b.Fatal(err)
 	}
-	o := testOptions{coreOptions: coreOptions{Dedup: d, MaxSkew: time.Minute}}
+	// The frequency window of the default flags: the hot path pays for
+	// recording every exposure as the binary does.
+	o := testOptions{coreOptions: coreOptions{Dedup: d, Frequency: testFrequency(mode, benchFrequencyCapacity), MaxSkew: time.Minute}}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -171,6 +171,10 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 		out[i].Allowed = true
 		if len(c.Caps) == 0 {
 			out[i].Exposures = []Exposure{}
+			// Still handed to the state: a shared one checks that
+			// the campaign is still this version, whose caps another
+			// instance may have set since this one cached it.
+			items = append(items, frequencyItem{c: c, index: i})
 			continue
 		}
 		if cap(exposures)-len(exposures) < len(c.Caps) {

@@ -437,6 +437,9 @@ func (l *local) frequency(items []frequencyItem, user []byte, now time.Time, out
 			*r = FrequencyResult{CampaignID: r.CampaignID, Err: ErrCampaignNotFound}
 			continue
 		}
+		if len(r.Exposures) == 0 {
+			continue
+		}
 		key := l.hasher.Key(it.c.key, user).Lo // as apply keys the exposures
 		for j := range r.Exposures {
 			r.Exposures[j].Count = l.freq.Count(key, r.Exposures[j].Window, now)

@@ -23,6 +23,10 @@ const envPrefix = "IMPRESSIOND_"
 // as the API allows (339 bytes a pair): within a 2 to 4 GiB VM.
 const defaultMaxPairs = 5_000_000
 
+// defaultFrequencyCapacity sizes the bloom-mode frequency sketch; its
+// memory is sketch.NewFrequencySketch's formula of it.
+const defaultFrequencyCapacity = 20_000
+
 type config struct {
 	addr              string
 	dedup             string
@@ -75,7 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.dedupCapacity, "dedup-capacity", 10_000_000, "expected distinct pairs per TTL (sizes the Bloom filters)")
 	fs.Float64Var(&c.dedupFP, "dedup-fp", 0.001, "target false-positive rate of the whole bloom dedup layer")
 	fs.IntVar(&c.dedupMaxPairs, "dedup-max-pairs", defaultMaxPairs, "most distinct pairs the exact dedup window holds (about 106 bytes each with UUID user ids); new pairs beyond it get 503 with Retry-After (ignored in bloom mode and with -store redis://)")
-	fs.IntVar(&c.freqCapacity, "frequency-capacity", 1_000_000, "expected distinct (campaign, user) pairs exposed per day, spread over it: sizes the fixed-memory count-min sketch frequency caps are checked against in bloom mode (its memory is logged at start-up; counts may only be overestimated, more often beyond it); ignored with -dedup exact, which counts exactly, and with -store redis://")
+	fs.IntVar(&c.freqCapacity, "frequency-capacity", defaultFrequencyCapacity, "expected distinct (campaign, user) pairs exposed per day, spread over it: sizes the fixed-memory count-min sketch frequency caps are checked against in bloom mode (its memory is logged at start-up; counts may only be overestimated, more often beyond it); ignored with -dedup exact, which counts exactly, and with -store redis://")
 	fs.IntVar(&c.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.IntVar(&c.maxBodyMemory, "max-body-memory", 128<<20, "most memory in bytes the request bodies being read hold, all together (plus at most 8 KiB read ahead per connection); a request whose body does not fit gets 503 and its connection closed. At least -max-body")
 	fs.DurationVar(&c.maxSkew, "max-skew", time.Minute, "how far in the future an impression timestamp may be")

@@ -21,7 +21,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		addr: "127.0.0.1:8080", dedup: "bloom", dedupTTL: time.Hour, dedupSlices: 6,
-		dedupCapacity: 10_000_000, dedupFP: 0.001, dedupMaxPairs: 5_000_000, maxBody: 4194304, maxBodyMemory: 128 << 20, maxSkew: time.Minute,
+		dedupCapacity: 10_000_000, dedupFP: 0.001, dedupMaxPairs: 5_000_000, freqCapacity: defaultFrequencyCapacity, maxBody: 4194304, maxBodyMemory: 128 << 20, maxSkew: time.Minute,
 		readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 100000, maxAdsPerCampaign: 1000,
 		logFormat: "text", logLevel: "info", fsyncInterval: time.Second, snapshotEvery: time.Minute,
@@ -105,7 +105,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 	want := config{
 		addr: ":9999", dedup: "exact", dedupTTL: 30 * time.Minute, dedupSlices: 12,
-		dedupCapacity: 5000, dedupFP: 0.01, dedupMaxPairs: 250000, maxBody: 1024, maxBodyMemory: 128 << 20, maxSkew: 5 * time.Second,
+		dedupCapacity: 5000, dedupFP: 0.01, dedupMaxPairs: 250000, freqCapacity: defaultFrequencyCapacity, maxBody: 1024, maxBodyMemory: 128 << 20, maxSkew: 5 * time.Second,
 		readTimeout: 2 * time.Second, writeTimeout: 5 * time.Second, idleTimeout: time.Minute,
 		maxConns: 10000, maxConnsPerIP: 1000, maxHeader: 8192, maxCampaigns: 7, maxAdsPerCampaign: 1000, adminToken: "s3cret",
 		logFormat: "json", logLevel: "debug", accessLog: true,
