@@ -166,7 +166,11 @@ func appendFrequency(b []byte, user []byte, out []tracker.FrequencyResult) []byt
 			b = append(b, ',')
 		}
 		b = append(b, `{"campaign_id":`...)
-		b = appendJSONString(b, r.CampaignID)
+		if plainJSON(r.CampaignID) {
+			b = append(append(append(b, '"'), r.CampaignID...), '"')
+		} else {
+			b = appendJSONString(b, r.CampaignID)
+		}
 		if r.Err != nil {
 			e := errInternal
 			if te, ok := r.Err.(*tracker.Error); ok {
@@ -190,7 +194,7 @@ func appendFrequency(b []byte, user []byte, out []tracker.FrequencyResult) []byt
 				b = append(b, ',')
 			}
 			b = append(b, `{"window":"`...)
-			b = append(b, tracker.WindowText(e.Window)...)
+			b = tracker.AppendWindow(b, e.Window)
 			b = append(b, `","count":`...)
 			b = strconv.AppendUint(b, e.Count, 10)
 			b = append(b, `,"max":`...)
@@ -200,4 +204,15 @@ func appendFrequency(b []byte, user []byte, out []tracker.FrequencyResult) []byt
 		b = append(b, "]}"...)
 	}
 	return append(b, "]}"...)
+}
+
+// plainJSON reports whether s is printable ASCII without quotes or
+// backslashes, written as a JSON string as it is: every campaign id.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -305,3 +305,15 @@ func TestFrequencyCompressedBodies(t *testing.T) {
 	ts.doWith("POST", "/api/v1/frequency", `{"user_id":"u","campaign_ids":["c"]}`, bad).want(t, 415)
 	ts.doWith("PUT", "/api/v1/campaigns/c/frequency-caps", `[]`, bad).want(t, 415)
 }
+
+// TestFrequencyEchoesIdsAsJSON: unknown ids and the user id come back
+// escaped, whatever they hold.
+func TestFrequencyEchoesIdsAsJSON(t *testing.T) {
+	ts := newTestServer(t, "exact")
+	r := ts.do("POST", "/api/v1/frequency", `{"user_id":"u\"1é","campaign_ids":["a\"b\\c","\u0001","é"]}`).want(t, 200)
+	var f frequencyJSON
+	r.decode(t, &f)
+	if f.UserID != "u\"1é" || len(f.Campaigns) != 3 || f.Campaigns[0].CampaignID != "a\"b\\c" || f.Campaigns[1].CampaignID != "\x01" || f.Campaigns[2].CampaignID != "é" || f.Campaigns[0].Code != 404 {
+		t.Fatalf("echoed %+v from %s", f, r.body)
+	}
+}

@@ -32,6 +32,10 @@ type Frequency interface {
 	// concurrent use with Add.
 	Count(key uint64, w time.Duration, now time.Time) uint64
 
+	// CountWindows sets dst[i] to Count(key, ws[i], now) for every
+	// window, reading the pair once where the implementation can.
+	CountWindows(key uint64, ws []time.Duration, now time.Time, dst []uint64)
+
 	// Advance does time-driven upkeep at now (pre-clearing slots about to
 	// be reused, freeing pairs with no exposure left in any window); the
 	// service calls it every second. It never changes what Count answers

@@ -211,11 +211,29 @@ func freqBlockEnd(c freqCell, l int) int64 {
 // Count implements Frequency. It reads the pair's cells from the newest
 // back to the first before the window, and allocates nothing.
 func (x *FrequencyExact) Count(key uint64, w time.Duration, now time.Time) uint64 {
-	level, lo, hi := freqSpan(w, now)
-	g := freqSlice[level]
+	s := &x.shards[key%freqShards]
+	s.mu.Lock()
+	n := freqCountCells(s.pairs[key], w, now)
+	s.mu.Unlock()
+	return n
+}
+
+// CountWindows implements Frequency: one lookup of the pair for all
+// windows.
+func (x *FrequencyExact) CountWindows(key uint64, ws []time.Duration, now time.Time, dst []uint64) {
 	s := &x.shards[key%freqShards]
 	s.mu.Lock()
 	cells := s.pairs[key]
+	for i, w := range ws {
+		dst[i] = freqCountCells(cells, w, now)
+	}
+	s.mu.Unlock()
+}
+
+// freqCountCells counts a pair's cells in the span Count reads for w.
+func freqCountCells(cells []freqCell, w time.Duration, now time.Time) uint64 {
+	level, lo, hi := freqSpan(w, now)
+	g := freqSlice[level]
 	var n uint64
 	for i := len(cells) - 1; i >= 0; i-- {
 		c := cells[i]
@@ -229,7 +247,6 @@ func (x *FrequencyExact) Count(key uint64, w time.Duration, now time.Time) uint6
 			n += uint64(c.count())
 		}
 	}
-	s.mu.Unlock()
 	return n
 }
 

@@ -255,6 +255,13 @@ func (f *FrequencySketch) Count(key uint64, w time.Duration, now time.Time) uint
 	return n
 }
 
+// CountWindows implements Frequency.
+func (f *FrequencySketch) CountWindows(key uint64, ws []time.Duration, now time.Time, dst []uint64) {
+	for i, w := range ws {
+		dst[i] = f.Count(key, w, now)
+	}
+}
+
 // Advance implements Frequency: at every level, a slot holding an older
 // slice than now's, or than the next one, is cleared and retagged, so that
 // writers rarely clear. The slot of the next slice holds one older than

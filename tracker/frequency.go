@@ -45,16 +45,19 @@ type CapSpec struct {
 
 // WindowText is a cap window's canonical text: whole hours as "24h", else
 // whole minutes as "90m", else whole seconds as "90s", else Go's form.
-func WindowText(w time.Duration) string {
+func WindowText(w time.Duration) string { return string(AppendWindow(nil, w)) }
+
+// AppendWindow appends WindowText(w) to b without allocating.
+func AppendWindow(b []byte, w time.Duration) []byte {
 	switch {
 	case w%time.Hour == 0:
-		return strconv.FormatInt(int64(w/time.Hour), 10) + "h"
+		return append(strconv.AppendInt(b, int64(w/time.Hour), 10), 'h')
 	case w%time.Minute == 0:
-		return strconv.FormatInt(int64(w/time.Minute), 10) + "m"
+		return append(strconv.AppendInt(b, int64(w/time.Minute), 10), 'm')
 	case w%time.Second == 0:
-		return strconv.FormatInt(int64(w/time.Second), 10) + "s"
+		return append(strconv.AppendInt(b, int64(w/time.Second), 10), 's')
 	}
-	return w.String()
+	return append(b, w.String()...)
 }
 
 // ErrTooManyCaps refuses more than MaxCaps caps.

@@ -441,8 +441,14 @@ func (l *local) frequency(items []frequencyItem, user []byte, now time.Time, out
 			continue
 		}
 		key := l.hasher.Key(it.c.key, user).Lo // as apply keys the exposures
+		var ws [MaxCaps]time.Duration
+		var n [MaxCaps]uint64
+		for j, e := range r.Exposures {
+			ws[j] = e.Window
+		}
+		l.freq.CountWindows(key, ws[:len(r.Exposures)], now, n[:len(r.Exposures)])
 		for j := range r.Exposures {
-			r.Exposures[j].Count = l.freq.Count(key, r.Exposures[j].Window, now)
+			r.Exposures[j].Count = n[j]
 		}
 	}
 	return nil
