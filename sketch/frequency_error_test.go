@@ -20,6 +20,9 @@ import (
 type freqWorkload struct {
 	capacity, days int
 	spread         bool
+	// advance is the simulated time between Advance calls; 0 is a
+	// second, as the service calls it.
+	advance time.Duration
 }
 
 // freqRand is a small deterministic generator (splitmix64): pair i's exposures derive
@@ -107,12 +110,11 @@ func runFreqError(f Frequency, wl freqWorkload, stride, fresh int) []freqErrRow 
 			}
 		}
 		slices.SortFunc(ev, func(a, b event) int { return a.at.Compare(b.at) })
+		step := max(int64(wl.advance/time.Second), 1)
 		last := wl.dayStart(d).Unix() - 1
 		for _, e := range ev {
-			if s := e.at.Unix(); s != last {
-				for ; last < s; last++ {
-					f.Advance(time.Unix(last+1, 0))
-				}
+			for s := e.at.Unix(); last+step <= s; last += step {
+				f.Advance(time.Unix(last+step, 0))
 			}
 			f.Add(fkey(e.id), e.at)
 		}
@@ -184,7 +186,8 @@ func TestFrequencySketchErrorQuick(t *testing.T) {
 // TestFrequencySketchError measures the sketch at a million pairs a day
 // over a simulated week, in the burst and the spread workloads, and the
 // choice of d and blocks per pair at 100,000 pairs a day, logging a table
-// per run. It takes minutes and 4 GB: set IMPRESSIOND_TEST_FREQ_ERROR=1.
+// per run; then FrequencyExact's Bytes after the same weeks (and that it
+// is exact). It takes minutes and 4 GB: set IMPRESSIOND_TEST_FREQ_ERROR=1.
 //
 //	IMPRESSIOND_TEST_FREQ_ERROR=1 go test -run TestFrequencySketchError$ -v -timeout 2h ./sketch
 func TestFrequencySketchError(t *testing.T) {
@@ -215,6 +218,19 @@ func TestFrequencySketchError(t *testing.T) {
 	for _, d := range []int{3, 4} {
 		for _, bpp := range []float64{4, 5, 6, 8} {
 			run(100_000, freqParams{depth: d, blocksPerPair: bpp}, false, 1)
+		}
+	}
+	for _, spread := range []bool{false, true} {
+		// Advance every 10 simulated minutes: each sweeps a 64th of the
+		// pairs, a day of it per second would take hours here.
+		wl := freqWorkload{capacity: 1_000_000, days: 7, spread: spread, advance: 10 * time.Minute}
+		x := NewFrequencyExact()
+		rows := runFreqError(x, wl, 10, 10_000)
+		logFreqError(t, fmt.Sprintf("exact, capacity %d, spread %v, %d pairs (%.1f bytes a pair)", wl.capacity, spread, x.Pairs(), float64(x.Bytes())/float64(x.Pairs())), x.Bytes(), rows)
+		for _, r := range rows {
+			if r.exposed.over+r.exposed.under+r.fresh.over > 0 {
+				t.Errorf("exact, w=%v: counts off the truth", r.w)
+			}
 		}
 	}
 }
