@@ -95,4 +95,27 @@
 // It owns the dedup structures and nothing else: it knows no HTTP, JSON,
 // campaigns or storage, and must not import the other packages of this
 // module (tracker decides when a window is written and read).
+//
+// # Frequency
+//
+// Frequency counts the exposures of a pair, by its 64-bit key, in windows
+// of 1 minute to 168 hours, for frequency caps. A window w is counted in
+// slices aligned to the Unix epoch, the coarsest of 1m, 10m, 1h and 6h
+// that fits six times into w, or 1m under 6 minutes (FrequencySlice):
+// Count(key, w, now) is the exposures in the slices from now−w's to now's,
+// so all of (now−w, now] and less than one slice before it, and none of a
+// slice after now's. This holds for a now at most a minute behind the
+// latest time passed to Add or Advance.
+//
+// FrequencyExact counts exactly that; pairs whose keys collide count as
+// one. Each pair keeps (slice, count) cells, merged into aligned coarser
+// cells once no finer window reads them (which changes no answer) and
+// dropped after 174 hours: at most 163 cells, about 60 bytes for a pair
+// with one.
+//
+// FrequencySketch never counts less, in memory fixed at construction:
+// per level a ring of tagged slots, each a blocked count-min table with
+// conservative update, 3.7 KB per pair of daily capacity. At capacity,
+// about 1% of pairs count more than their exposures in 24-hour windows
+// (0.3% in 1-hour ones), by 0.02 on average; see NewFrequencySketch.
 package sketch

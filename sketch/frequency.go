@@ -17,9 +17,10 @@ import (
 // Both guarantee their answers for a now at most one minute behind the
 // latest time passed to Add or Advance (a Count whose coarse clock was read
 // just before a tick, or a concurrent adder whose clock is a little ahead).
-// A now further behind may read slices already merged (FrequencyExact, then
-// exact to the coarser slice) or recycled (FrequencySketch, then possibly
-// below the truth).
+// A now further behind may find a pair's cells merged (FrequencyExact then
+// counts a merged cell whole where it overlaps the span: more, not less)
+// or, from 174 hours behind, dropped; FrequencySketch may find slots
+// recycled, and then count less.
 type Frequency interface {
 	// Add records one exposure of the pair key at time at (its arrival
 	// time). Safe for concurrent use.

@@ -106,8 +106,9 @@ func (s *freqShard) appendState(b []byte) []byte {
 	return b
 }
 
-// WriteTo implements Frequency. Each level's tags are read first, then its
-// counters, with atomic loads and no lock, through a 64 KiB buffer; w
+// WriteTo implements Frequency. The state is about Bytes long, all
+// counters included, zero or not. Each level's tags are read first, then
+// its counters, with atomic loads and no lock, through a 64 KiB buffer; w
 // needs no buffering. A slot retagged meanwhile is written with its old
 // tag, so its new counts read back as the old slice's: over the truth,
 // never under.
