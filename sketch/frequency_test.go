@@ -474,3 +474,28 @@ func TestFrequencyAdvanceKeepsCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestFrequencyCountWindows: CountWindows answers what Count answers for
+// each window, in both kinds.
+func TestFrequencyCountWindows(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	ws := []time.Duration{time.Minute, 59 * time.Minute, time.Hour, 24 * time.Hour, 168 * time.Hour}
+	for _, f := range []Frequency{NewFrequencyExact(), NewFrequencySketch(1000)} {
+		for i := range 500 {
+			f.Add(uint64(i%7), base.Add(time.Duration(i)*17*time.Minute))
+		}
+		now := base.Add(500 * 17 * time.Minute)
+		dst := make([]uint64, len(ws))
+		for key := range uint64(8) {
+			f.CountWindows(key, ws, now, dst)
+			for i, w := range ws {
+				if want := f.Count(key, w, now); dst[i] != want {
+					t.Fatalf("%T key %d window %v: CountWindows %d, Count %d", f, key, w, dst[i], want)
+				}
+			}
+		}
+		if f.CountWindows(0, ws, now, dst); dst[len(ws)-1] == 0 {
+			t.Fatalf("%T: nothing counted in a week", f)
+		}
+	}
+}
