@@ -51,7 +51,7 @@ taskset -c 1 ./bin/impressiond -addr 127.0.0.1:0 "${server_args[@]}" 2>"$tmp/ser
 pid=$!
 addr=""
 for _ in $(seq 100); do
-	addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$tmp/server.log" | head -n1 | cut -d= -f2 || true)
+	addr=$(grep "impressiond starting" "$tmp/server.log" | grep -o ' addr=127\.0\.0\.1:[0-9]*' | head -n1 | cut -d= -f2 || true)
 	[[ -n $addr ]] && curl -fs "http://$addr/readyz" >/dev/null && break
 	addr=""
 	kill -0 "$pid" 2>/dev/null || break
