@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 
@@ -127,6 +128,9 @@ func (r *frequencyRequest) decode(v *fastjson.Value) *apiError {
 // campaigns answers about 100 KiB.
 var frequencyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
+// frequencyResults pools the answers themselves, 64 bytes a candidate.
+var frequencyResults = sync.Pool{New: func() any { return new([]tracker.FrequencyResult) }}
+
 // checkFrequency serves POST /api/v1/frequency: for one user, which of the
 // candidate campaigns are still under their frequency caps, in request
 // order.
@@ -142,7 +146,13 @@ func (s *Server) checkFrequency(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	out := make([]tracker.FrequencyResult, len(req.ids))
+	op := frequencyResults.Get().(*[]tracker.FrequencyResult)
+	out := slices.Grow((*op)[:0], len(req.ids))[:len(req.ids)]
+	defer func() {
+		clear(out) // keep no campaign or exposures alive in the pool
+		*op = out[:0]
+		frequencyResults.Put(op)
+	}()
 	if err := s.core.Frequency(req.user, req.ids, out); err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return

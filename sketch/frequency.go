@@ -37,6 +37,13 @@ type Frequency interface {
 	// window, reading the pair once where the implementation can.
 	CountWindows(key uint64, ws []time.Duration, now time.Time, dst []uint64)
 
+	// Prefetch loads, without using it, the memory that counting each of
+	// keys at now reads first: called for a batch of keys before counting
+	// them, it lets their cache misses overlap instead of each waiting for
+	// the one before. It changes no answer and allocates nothing; an
+	// implementation may do nothing.
+	Prefetch(keys []uint64, now time.Time)
+
 	// Advance does time-driven upkeep at now (pre-clearing slots about to
 	// be reused, freeing pairs with no exposure left in any window); the
 	// service calls it every second. It never changes what Count answers

@@ -218,6 +218,10 @@ func (x *FrequencyExact) Count(key uint64, w time.Duration, now time.Time) uint6
 	return n
 }
 
+// Prefetch implements Frequency and does nothing: finding a pair is a map
+// lookup, the very work CountWindows would then repeat.
+func (x *FrequencyExact) Prefetch([]uint64, time.Time) {}
+
 // CountWindows implements Frequency: one lookup of the pair for all
 // windows.
 func (x *FrequencyExact) CountWindows(key uint64, ws []time.Duration, now time.Time, dst []uint64) {

@@ -3,6 +3,7 @@ package sketch
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -215,4 +216,43 @@ func TestFrequencySketchConcurrentSharedCounters(t *testing.T) {
 			t.Fatalf("key %d: got %d, want at least %d", k, got, adds)
 		}
 	}
+}
+
+// TestFrequencySketchTiledReadIsExact: a key alone in a sketch shares no
+// counter, so every slot's estimate is its true count, and Count, which
+// tiles a window's span with coarser slices where they fit, must equal the
+// reference for every window: a tile missed or read twice would show.
+// The windows include ones whose spans hold several whole slices of each
+// coarser level and ones that hold none.
+func TestFrequencySketchTiledReadIsExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	key := fkey(3)
+	f, ref := NewFrequencySketch(1000), naiveFreq{}
+	var latest time.Time
+	queries, tiled := 0, 0
+	for i, e := range randomHistory(r, []uint64{key}, 8000, 240*time.Hour) {
+		latest = e.at
+		if e.advance {
+			f.Advance(e.at)
+			continue
+		}
+		f.Add(e.key, e.at)
+		ref.add(e.key, e.at)
+		if i%3 != 0 {
+			continue
+		}
+		w := randomWindow(r)
+		now := latest.Add(-time.Duration(r.Int64N(int64(time.Minute))))
+		if got, want := f.Count(key, w, now), ref.count(key, w, now); got != want {
+			t.Fatalf("event %d: Count(%v, latest−%v) = %d, reference %d", i, w, latest.Sub(now), got, want)
+		}
+		queries++
+		if l, lo, hi := freqSpan(w, now); l+1 < freqLevels && hi-lo+1 >= 2*freqSlice[l+1]/freqSlice[l] {
+			tiled++ // the span surely holds a whole coarser slice
+		}
+	}
+	if tiled < queries/4 {
+		t.Fatalf("only %d of %d queries read coarser slices", tiled, queries)
+	}
+	t.Logf("%d queries, %d of them tiled", queries, tiled)
 }

@@ -166,11 +166,11 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 		if err != nil {
 			return err
 		}
-		out[i] = FrequencyResult{CampaignID: string(id)}
 		if c == nil {
-			out[i].Err = ErrCampaignNotFound
+			out[i] = FrequencyResult{CampaignID: string(id), Err: ErrCampaignNotFound}
 			continue
 		}
+		out[i] = FrequencyResult{CampaignID: c.ID} // the same bytes, not a copy
 		out[i].Allowed = true
 		if len(c.Caps) == 0 {
 			out[i].Exposures = []Exposure{}

@@ -430,25 +430,47 @@ func (l *local) apply(c *Campaign, ad, user []byte, at, now time.Time, rec *stor
 	return false, nil
 }
 
+// freqChunk is the candidates local.frequency keys and prefetches at once:
+// enough to keep the processor's outstanding loads busy, few enough that
+// their blocks (4 lines each in bloom mode, 8 KiB) stay in the L1 cache
+// until counted. BenchmarkFrequencyHandler/bloom: 67–80 µs a check of 100
+// candidates against 89–110 µs without the prefetch.
+const freqChunk = 32
+
 func (l *local) frequency(items []frequencyItem, user []byte, now time.Time, out []FrequencyResult) error {
-	for _, it := range items {
-		r := &out[it.index]
-		if it.c.gone.Load() {
-			*r = FrequencyResult{CampaignID: r.CampaignID, Err: ErrCampaignNotFound}
-			continue
+	// Outside the loops: the Frequency methods are interface calls, so
+	// these escape, once a check instead of once a candidate.
+	var ws [MaxCaps]time.Duration
+	var n [MaxCaps]uint64
+	var keys [freqChunk]uint64
+	for len(items) > 0 {
+		chunk := items[:min(len(items), freqChunk)]
+		items = items[len(chunk):]
+		// Key the chunk, start loading its counters, then count: the
+		// loads of 32 candidates overlap instead of queueing.
+		for i, it := range chunk {
+			keys[i] = 0
+			if len(out[it.index].Exposures) > 0 { // uncapped: nothing to count
+				keys[i] = l.hasher.Key(it.c.key, user).Lo // as apply keys the exposures
+			}
 		}
-		if len(r.Exposures) == 0 {
-			continue
-		}
-		key := l.hasher.Key(it.c.key, user).Lo // as apply keys the exposures
-		var ws [MaxCaps]time.Duration
-		var n [MaxCaps]uint64
-		for j, e := range r.Exposures {
-			ws[j] = e.Window
-		}
-		l.freq.CountWindows(key, ws[:len(r.Exposures)], now, n[:len(r.Exposures)])
-		for j := range r.Exposures {
-			r.Exposures[j].Count = n[j]
+		l.freq.Prefetch(keys[:len(chunk)], now)
+		for i, it := range chunk {
+			r := &out[it.index]
+			if it.c.gone.Load() {
+				*r = FrequencyResult{CampaignID: r.CampaignID, Err: ErrCampaignNotFound}
+				continue
+			}
+			if len(r.Exposures) == 0 {
+				continue
+			}
+			for j, e := range r.Exposures {
+				ws[j] = e.Window
+			}
+			l.freq.CountWindows(keys[i], ws[:len(r.Exposures)], now, n[:len(r.Exposures)])
+			for j := range r.Exposures {
+				r.Exposures[j].Count = n[j]
+			}
 		}
 	}
 	return nil
