@@ -210,6 +210,9 @@ type phase struct {
 	// that large answers stay out of the results file and failures in it.
 	check    func(*vegeta.Result) bool
 	bodySize int // largest request body, when above a batch's
+	// openLoop sends with fasthttp's client, open loop (see openLoop),
+	// instead of vegeta's.
+	openLoop bool
 }
 
 // timedPhase is the classic attack: the workload at -rate for -duration.
@@ -265,14 +268,25 @@ func attack(cfg *attackConfig, ph phase, stderr io.Writer) (*attackResult, error
 		vegeta.MaxWorkers(uint64(cfg.workers)),
 		vegeta.Client(&http.Client{Transport: transport, Timeout: cfg.timeout}),
 	}
-	atk := vegeta.NewAttacker(opts...)
+	var results <-chan *vegeta.Result
+	var stop func()
+	if ph.openLoop {
+		ol, err := newOpenLoop(cfg.target, ph.tr, ph.pacer, ph.duration, cfg.conns, cfg.timeout, ph.bodySize)
+		if err != nil {
+			return nil, err
+		}
+		results, stop = ol.Attack(), ol.Stop
+	} else {
+		atk := vegeta.NewAttacker(opts...)
+		results, stop = atk.Attack(ph.tr, ph.pacer, ph.duration, "impressiond"), func() { atk.Stop() }
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	go func() {
 		if _, ok := <-sig; ok {
-			atk.Stop()
+			stop()
 		}
 	}()
 
@@ -285,7 +299,7 @@ func attack(cfg *attackConfig, ph phase, stderr io.Writer) (*attackResult, error
 	}()
 
 	res := &attackResult{files: []string{resultsPath, plotPath}}
-	for r := range atk.Attack(ph.tr, ph.pacer, ph.duration, "impressiond") {
+	for r := range results {
 		sent.Add(1)
 		res.metrics.Add(r)
 		switch {

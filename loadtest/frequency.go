@@ -231,5 +231,6 @@ func (w *freqWorkload) timedPhase(cfg *attackConfig, chk *freqChecker) phase {
 		plot:     "frequency.html",
 		check:    chk.check,
 		bodySize: w.maxBody,
+		openLoop: true,
 	}
 }
