@@ -96,6 +96,7 @@ func NewBloom(o Options) (*Bloom, error) {
 	words := int(b.m / 64)
 	slots := pool.Slots - 1
 	slab := make([]uint64, nShards*pool.Slots*words)
+	adviseHugePages(slab)
 	cur, old := slab[:nShards*words], slab[nShards*words:]
 	for i := range b.shards {
 		s := &b.shards[i]

@@ -123,6 +123,7 @@ func newFrequencySketch(capacity int, p freqParams) *FrequencySketch {
 		t.slots = freqReads[l] + 2
 		t.blocks = freqBlocks(capacity, t.g, p.blocksPerPair)
 		t.counters = make([]atomic.Uint32, t.blocks*uint64(t.slots)*freqBlockCounters)
+		adviseHugePages(t.counters)
 		t.tags = make([]atomic.Int64, t.slots)
 		for i := range t.tags {
 			t.tags[i].Store(freqNoSlice)
