@@ -51,8 +51,6 @@ func statusOf(k tracker.Kind) int {
 		return fasthttp.StatusConflict
 	case tracker.Unavailable, tracker.DedupLimit:
 		return fasthttp.StatusServiceUnavailable
-	case tracker.Unsupported:
-		return fasthttp.StatusNotImplemented
 	}
 	return fasthttp.StatusInternalServerError
 }

@@ -5,6 +5,10 @@
 # "loadtest attack -workload frequency -strict": 100 campaigns capped at
 # 3/1h and 10/24h, a warm-up of impressions of 1000 users, then RATE
 # requests/s for DURATION, each asking for one user about every campaign.
+# The timed requests go out open loop through fasthttp's client (see
+# loadtest/openloop.go: vegeta's net/http client alone has a p99 of several
+# milliseconds at this rate and answer size), each request's latency
+# counted from the time it was due, so queueing in the server counts.
 # Every answer is checked against the warm-up (one item per id in request
 # order, no count below the impressions tracked, allowed exactly when every
 # count is under its max). It prints the p99 the load tester measured next

@@ -5,6 +5,7 @@
 //	loadtest attack [flags]   attack a running impressiond over HTTP (vegeta)
 //	loadtest attack -workload frequency [flags]
 //	                          ask it for frequency caps and check every answer
+//	                          (sent open loop through fasthttp's client)
 //	loadtest memory [flags]   fill each dedup mode in-process and report memory and accuracy
 //
 // Run "loadtest <command> -h" for a command's flags.

@@ -28,7 +28,7 @@ import (
 //
 // A key maps to one 64-byte block of 16 uint32 counters, the same in every
 // slot of a level (the blocks of one index in all slots are adjacent, so a
-// Count of 25 slots reads 1,600 contiguous bytes), and to d distinct
+// run of a level's slots is one contiguous read), and to d distinct
 // counters in it. Add raises those of the key's counters that equal their
 // minimum by one (saturating at 2³²−1), under a lock chosen by block, so
 // that every counter of a key stays at least its count; Count sums, over

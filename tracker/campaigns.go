@@ -132,7 +132,7 @@ func (t *Tracker) Update(id string, p CampaignPatch) (Campaign, error) {
 		}
 		end = ts.UTC()
 	}
-	c, err := t.st.update([]byte(id), func(old *Campaign) (*Campaign, error) {
+	return t.change(id, func(old *Campaign) (*Campaign, error) {
 		c := *old
 		if p.Name != nil {
 			c.Name = string(p.Name)
@@ -148,6 +148,14 @@ func (t *Tracker) Update(id string, p CampaignPatch) (Campaign, error) {
 		}
 		return &c, nil
 	})
+}
+
+// change replaces the campaign with the given id by what f makes of it,
+// through the state (which persists and publishes it, see state.update),
+// and returns the new campaign; an error of f changes nothing, and a
+// campaign that does not exist is ErrCampaignNotFound.
+func (t *Tracker) change(id string, f func(old *Campaign) (*Campaign, error)) (Campaign, error) {
+	c, err := t.st.update([]byte(id), f)
 	switch {
 	case err != nil:
 		return Campaign{}, err

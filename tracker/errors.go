@@ -28,8 +28,6 @@ const (
 	// impression was neither counted nor recorded (HTTP 503 with
 	// Retry-After, see Tracker.RetryAfter).
 	DedupLimit
-	// Unsupported: the state cannot do this (HTTP 501). Nothing changed.
-	Unsupported
 )
 
 // Error is every error the tracker answers a request with. Its message is

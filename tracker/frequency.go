@@ -100,18 +100,11 @@ func (t *Tracker) SetFrequencyCaps(id string, specs []CapSpec) (Campaign, error)
 	if err != nil {
 		return Campaign{}, err
 	}
-	c, err := t.st.update([]byte(id), func(old *Campaign) (*Campaign, error) {
+	return t.change(id, func(old *Campaign) (*Campaign, error) {
 		c := *old
 		c.Caps = caps
 		return &c, nil
 	})
-	switch {
-	case err != nil:
-		return Campaign{}, err
-	case c == nil:
-		return Campaign{}, ErrCampaignNotFound
-	}
-	return *c, nil
 }
 
 // Exposure is a user's exposures to a campaign in one cap's window: Count
