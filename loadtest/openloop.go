@@ -23,8 +23,13 @@ import (
 // It is open loop: request k is due at the time the pacer gives it, and
 // its latency runs from then, not from when a connection was free, so a
 // stall of the server counts in every request it delayed (no coordinated
-// omission). At most conns requests are in flight, one a connection;
-// results come out in completion order, as vegeta's do.
+// omission). The one delay not counted is the load generator's own timer
+// waking late: Go rounds sleeps under a millisecond up to the poller's
+// 1 ms tick when the process is idle, which would otherwise add up to a
+// millisecond to requests that never waited for the server. So a request
+// is timed from the later of its due time and the end of the pacer's last
+// sleep. At most conns requests are in flight, one a connection; results
+// come out in completion order, as vegeta's do.
 type openLoop struct {
 	tr      vegeta.Targeter
 	pacer   vegeta.Pacer
@@ -71,7 +76,7 @@ func (o *openLoop) Stop() {
 // the duration or the pacer ends, or Stop is called, and every request
 // sent has its result.
 func (o *openLoop) Attack() <-chan *vegeta.Result {
-	due := make(chan uint64, o.conns)
+	due := make(chan dueHit, o.conns)
 	out := make(chan *vegeta.Result, 4*o.conns)
 	began := time.Now()
 	var wg sync.WaitGroup
@@ -93,10 +98,18 @@ func (o *openLoop) Attack() <-chan *vegeta.Result {
 	return out
 }
 
+// dueHit is request hits, handed to a worker: not timed from before
+// woke, when the pacer's last sleep ended.
+type dueHit struct {
+	hits uint64
+	woke time.Time
+}
+
 // pace hands each request's sequence number to a worker at its due time.
 // A worker picks it up at once when one is free; otherwise it waits, and
 // its latency (measured from the due time) grows.
-func (o *openLoop) pace(began time.Time, due chan<- uint64) {
+func (o *openLoop) pace(began time.Time, due chan<- dueHit) {
+	var woke time.Time
 	for hits := uint64(0); ; hits++ {
 		elapsed := time.Since(began)
 		if o.dur > 0 && elapsed >= o.dur {
@@ -109,14 +122,15 @@ func (o *openLoop) pace(began time.Time, due chan<- uint64) {
 		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
-			case <-t.C:
+			case woke = <-t.C:
+				woke = time.Now() // when this goroutine runs again, not when the timer fired
 			case <-o.stop:
 				t.Stop()
 				return
 			}
 		}
 		select {
-		case due <- hits:
+		case due <- dueHit{hits, woke}:
 		case <-o.stop:
 			return
 		}
@@ -134,17 +148,23 @@ func (o *openLoop) dueAt(began time.Time, hits uint64) (time.Time, bool) {
 	return began.Add(time.Duration(float64(hits) * float64(r.Per) / float64(r.Freq))), true
 }
 
-func (o *openLoop) work(began time.Time, due <-chan uint64, out chan<- *vegeta.Result) {
+func (o *openLoop) work(began time.Time, due <-chan dueHit, out chan<- *vegeta.Result) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	var t vegeta.Target
-	for hits := range due {
-		at, ok := o.dueAt(began, hits)
+	for d := range due {
+		at, ok := o.dueAt(began, d.hits)
 		if !ok {
 			at = time.Now()
 		}
-		r := &vegeta.Result{Attack: "impressiond", Seq: hits, Timestamp: at}
+		// Timestamp keeps the due time; the latency starts no earlier
+		// than the pacer's wake-up.
+		start := at
+		if d.woke.After(start) {
+			start = d.woke
+		}
+		r := &vegeta.Result{Attack: "impressiond", Seq: d.hits, Timestamp: at}
 		t = vegeta.Target{}
 		if err := o.tr(&t); err != nil {
 			r.Error = err.Error()
@@ -163,7 +183,7 @@ func (o *openLoop) work(began time.Time, due <-chan uint64, out chan<- *vegeta.R
 		req.SetBodyRaw(t.Body)
 		resp.Reset()
 		err := o.client.DoTimeout(req, resp, o.timeout)
-		r.Latency = time.Since(at)
+		r.Latency = time.Since(start)
 		r.BytesOut = uint64(len(t.Body))
 		if err != nil {
 			r.Error = err.Error()
