@@ -117,7 +117,7 @@ func (r *frequencyRequest) decode(v *fastjson.Value) *apiError {
 	if len(arr) == 0 || len(arr) > tracker.MaxFrequencyCampaigns {
 		return errCampaignIDs
 	}
-	r.ids = make([][]byte, len(arr))
+	r.ids = slices.Grow(r.ids[:0], len(arr))[:len(arr)] // r.ids may be pooled
 	for i, id := range arr {
 		r.ids[i] = id.GetStringBytes()
 	}
@@ -128,8 +128,15 @@ func (r *frequencyRequest) decode(v *fastjson.Value) *apiError {
 // campaigns answers about 100 KiB.
 var frequencyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
-// frequencyResults pools the answers themselves, 64 bytes a candidate.
-var frequencyResults = sync.Pool{New: func() any { return new([]tracker.FrequencyResult) }}
+// frequencyScratch is what a check needs per candidate, pooled: the ids
+// (24 bytes a candidate) and the answers (64 bytes), so that a check's
+// garbage is its exposures alone and the collector runs less often.
+type frequencyScratch struct {
+	ids [][]byte
+	out []tracker.FrequencyResult
+}
+
+var frequencyScratches = sync.Pool{New: func() any { return new(frequencyScratch) }}
 
 // checkFrequency serves POST /api/v1/frequency: for one user, which of the
 // candidate campaigns are still under their frequency caps, in request
@@ -140,19 +147,21 @@ func (s *Server) checkFrequency(ctx *fasthttp.RequestCtx) {
 		s.decodeBody(ctx, s.checkFrequency, func(e *apiError) { writeError(ctx, e) })
 		return
 	}
-	var req frequencyRequest
+	sc := frequencyScratches.Get().(*frequencyScratch)
+	req := frequencyRequest{ids: sc.ids}
 	p, ok := s.parseJSON(ctx, req.decode)
 	defer s.parsers.Put(p)
+	out := slices.Grow(sc.out[:0], len(req.ids))[:len(req.ids)]
+	defer func() {
+		// Keep no request bytes, campaign or exposures alive in the pool.
+		clear(req.ids)
+		clear(out)
+		sc.ids, sc.out = req.ids[:0], out[:0]
+		frequencyScratches.Put(sc)
+	}()
 	if !ok {
 		return
 	}
-	op := frequencyResults.Get().(*[]tracker.FrequencyResult)
-	out := slices.Grow((*op)[:0], len(req.ids))[:len(req.ids)]
-	defer func() {
-		clear(out) // keep no campaign or exposures alive in the pool
-		*op = out[:0]
-		frequencyResults.Put(op)
-	}()
 	if err := s.core.Frequency(req.user, req.ids, out); err != nil {
 		writeError(ctx, s.apiErrorOf(err))
 		return

@@ -151,9 +151,7 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 	}
 	now := t.now()
 	items := make([]frequencyItem, 0, len(ids))
-	// One array holds every answer's exposures: a check of 1,000
-	// campaigns allocates a handful of times, not a thousand.
-	var exposures []Exposure
+	caps := 0
 	for i, id := range ids {
 		c, err := t.st.campaign(id)
 		if err != nil {
@@ -173,18 +171,25 @@ func (t *Tracker) Frequency(user []byte, ids [][]byte, out []FrequencyResult) er
 			items = append(items, frequencyItem{c: c, index: i})
 			continue
 		}
-		if cap(exposures)-len(exposures) < len(c.Caps) {
-			exposures = make([]Exposure, 0, max(MaxCaps*(len(ids)-i), len(c.Caps)))
-		}
-		n := len(exposures)
-		for _, cp := range c.Caps {
-			exposures = append(exposures, Exposure{Window: cp.Window, Max: cp.Max})
-		}
-		out[i].Exposures = exposures[n:len(exposures):len(exposures)]
+		caps += len(c.Caps)
 		items = append(items, frequencyItem{c: c, index: i})
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	// One array, of the exact size, holds every answer's exposures: a
+	// check of 1,000 campaigns allocates once for them, not a thousand
+	// times.
+	exposures := make([]Exposure, 0, caps)
+	for _, it := range items {
+		if len(it.c.Caps) == 0 {
+			continue
+		}
+		n := len(exposures)
+		for _, cp := range it.c.Caps {
+			exposures = append(exposures, Exposure{Window: cp.Window, Max: cp.Max})
+		}
+		out[it.index].Exposures = exposures[n:len(exposures):len(exposures)]
 	}
 	if err := t.st.frequency(items, user, now, out); err != nil {
 		return err
