@@ -18,6 +18,7 @@
 #   bash loadtest/frequency.sh                               # 5000 req/s for 10s
 #   RATE=2000 DURATION=30s bash loadtest/frequency.sh
 #   IMPRESSIOND_ARGS="-dedup exact" bash loadtest/frequency.sh
+#   IMPRESSIOND_BIN=/tmp/impressiond-old bash loadtest/frequency.sh
 #   LOADTEST_ARGS="-candidates 20 -unknown 2" bash loadtest/frequency.sh
 #
 # The report, the results files and the HTML latency plots go to OUT
@@ -38,7 +39,10 @@ command -v taskset >/dev/null || { echo "frequency.sh: taskset not found; it is 
 cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 ((cpus >= 2)) || { echo "frequency.sh: needs two cores (server on 1, load tester on 0); this machine has $cpus" >&2; exit 1; }
 
-go build -o bin/impressiond ./cmd/impressiond
+# IMPRESSIOND_BIN runs another build (say, of an older commit) against the
+# same load tester: a change measured side by side with what it replaces.
+server=${IMPRESSIOND_BIN:-bin/impressiond}
+[[ -n ${IMPRESSIOND_BIN:-} ]] || go build -o bin/impressiond ./cmd/impressiond
 go build -o bin/loadtest ./loadtest
 mkdir -p "$OUT"
 tmp=$(mktemp -d)
@@ -51,7 +55,7 @@ trap cleanup EXIT
 
 # taskset execs the server, so $! is the server's own pid. Port 0 lets the
 # kernel choose a free port; the server logs the one it got.
-taskset -c 1 ./bin/impressiond -addr 127.0.0.1:0 "${server_args[@]}" 2>"$tmp/server.log" &
+taskset -c 1 "$server" -addr 127.0.0.1:0 "${server_args[@]}" 2>"$tmp/server.log" &
 pid=$!
 addr=""
 for _ in $(seq 100); do
