@@ -93,21 +93,24 @@ type freqTable struct {
 //
 // Measured at capacity 1,000,000 over a simulated week, each pair of a day
 // exposed 1 to 5 times (sampled pairs with at least one exposure in the
-// window; share overestimated, mean and largest overestimate):
+// window; share overestimated, mean and largest overestimate), with
+// Count's tiled read (see Count):
 //
 //	window  all in one minute of its day    spread over its day
-//	1h      0.26%, mean 0.007, max 5        1.95%, mean 0.020, max 3
-//	24h     0.95%, mean 0.023, max 9        5.32%, mean 0.069, max 7
-//	168h    1.08%, mean 0.026, max 7        3.02%, mean 0.052, max 9
+//	1h      0.078%, mean 0.0018, max 5      0.428%, mean 0.0043, max 2
+//	24h     0.177%, mean 0.0042, max 5      0.642%, mean 0.0085, max 5
+//	168h    1.078%, mean 0.0256, max 7      3.020%, mean 0.0524, max 9
 //
-// Keys never added count above zero as often: 0.29%, 1.01% and 1.10% (one
-// minute). At 100,000 pairs a day (the same load per block), d = 4 beats
-// d = 3 at every size (24h windows at 6 blocks a pair: 0.96% against
-// 1.53%), and 6 blocks a pair is the fewest that keeps 24h windows under
-// 1% (4 blocks: 2.02%, 5: 1.32%, 8: 0.57%). FrequencyExact holds the same
-// two weeks in 417 MB and 567 MB (60 and 81 bytes for each of the 7
-// million pairs): what the sketch offers is memory fixed whatever the
-// number of pairs, not less of it at its capacity. Reproduce with
+// Keys never added count above zero as often: 0.076%, 0.190% and 1.103%
+// (one minute). The 168h window, read in 6h slots with no coarser level to
+// tile them, sets the sizing: at 100,000 pairs a day (the same load per
+// block) 6 blocks a pair is the fewest that keeps it near 1% (4 blocks:
+// 2.30%, 5: 1.53%, 6: 1.08%, 8: 0.66%), and d = 4 beats d = 3 at every
+// size (24h windows at 6 blocks a pair: 0.185% against 0.285%).
+// FrequencyExact holds the same two weeks in 417 MB and 567 MB (60 and 81
+// bytes for each of the 7 million pairs): what the sketch offers is memory
+// fixed whatever the number of pairs, not less of it at its capacity.
+// Reproduce with
 //
 //	IMPRESSIOND_TEST_FREQ_ERROR=1 go test -run 'TestFrequencySketchError$' -v -timeout 1h ./sketch
 func NewFrequencySketch(capacity int) *FrequencySketch {
