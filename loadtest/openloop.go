@@ -122,7 +122,7 @@ func (o *openLoop) pace(began time.Time, due chan<- dueHit) {
 		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
-			case woke = <-t.C:
+			case <-t.C:
 				woke = time.Now() // when this goroutine runs again, not when the timer fired
 			case <-o.stop:
 				t.Stop()
