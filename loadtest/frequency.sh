@@ -18,7 +18,7 @@
 #   bash loadtest/frequency.sh                               # 5000 req/s for 10s
 #   RATE=2000 DURATION=30s bash loadtest/frequency.sh
 #   IMPRESSIOND_ARGS="-dedup exact" bash loadtest/frequency.sh
-#   IMPRESSIOND_BIN=/tmp/impressiond-old bash loadtest/frequency.sh
+#   IMPRESSIOND_BIN=bin/impressiond-old bash loadtest/frequency.sh
 #   LOADTEST_ARGS="-candidates 20 -unknown 2" bash loadtest/frequency.sh
 #
 # The report, the results files and the HTML latency plots go to OUT
