@@ -17,8 +17,8 @@ import (
 // core against a fasthttp server on the other that only replies, vegeta's
 // client alone has a p99 of 2 to 25 ms: its per-connection read and write
 // goroutines and their hand-offs cost more than the request. fasthttp's
-// client writes and reads on the calling goroutine and allocates nothing
-// per request but the copy of the answer the checker keeps.
+// client writes and reads on the calling goroutine; per request it
+// allocates only the result and the copy of the answer the checker keeps.
 //
 // It is open loop: request k is due at the time the pacer gives it, and
 // its latency runs from then, not from when a connection was free, so a

@@ -136,8 +136,11 @@ func TestOpenLoopStop(t *testing.T) {
 			ol.Stop() // twice is harmless
 		}
 	}
-	if n < 50 || n > 60 {
-		t.Fatalf("%d results after Stop at 50 with 2 connections", n)
+	// After Stop come at most the results already queued (4 a connection),
+	// the requests in flight (one a connection) and those handed over but
+	// not yet picked up (one a connection).
+	if most := 50 + 6*2; n < 50 || n > most {
+		t.Fatalf("%d results after Stop at 50 with 2 connections, want at most %d", n, most)
 	}
 }
 
